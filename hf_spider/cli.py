@@ -83,7 +83,7 @@ def main() -> None:
         else:
             message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             err_console.print(f"[bold red]Error:[/] {message}  [dim](--verbose for the traceback)[/]",
-                              highlight=False)
+                              highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

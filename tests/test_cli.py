@@ -1,0 +1,82 @@
+"""The ``hf_spider`` console script: version, help, errors, and ``hub serve`` across a restart."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from hf_spider import __version__
+
+CLI = [sys.executable, "-m", "hf_spider.cli"]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"hf_spider {__version__}"
+    out = run_cli("--help").stdout
+    assert "hub" in out and "--verbose" in out
+
+
+def test_errors_are_one_line_and_verbose_shows_the_traceback(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = ("hub", "serve", "--root", str(blocker / "sub"), "--port", "0")
+    result = run_cli(*args)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in result.stderr
+    verbose = run_cli("--verbose", *args)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "server exited"
+        try:
+            HfApi(endpoint=url).whoami(token="tok")
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def _serve(root: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, "hub", "serve", "--root", str(root), "--port", str(port), "--token", "tok"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+
+
+def test_hub_serve_survives_a_restart(tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    root = tmp_path / "hubdata"
+    proc = _serve(root, port)
+    try:
+        _wait_for(url, proc)
+        api = HfApi(endpoint=url, token="tok")
+        api.create_repo("org/kept")
+        sha = api.upload_file(path_or_fileobj=b"data", path_in_repo="x.bin", repo_id="org/kept").oid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc = _serve(root, port)
+    try:
+        _wait_for(url, proc)
+        api = HfApi(endpoint=url, token="tok")
+        assert api.model_info("org/kept").sha == sha
+        path = api.hf_hub_download("org/kept", "x.bin", cache_dir=tmp_path / "cache")
+        assert Path(path).read_bytes() == b"data"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
