@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ def _version_callback(value: bool) -> None:
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
@@ -53,7 +53,7 @@ def hub_serve(
     root: Annotated[Path, typer.Option(help="Folder holding the repositories (created if missing; kept across restarts).")] = Path("./hubdata"),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8080,
     token: Annotated[
-        Optional[str], typer.Option(envvar="HF_SPIDER_HUB_TOKEN", help="Token required for writes (default: open).")
+        str | None, typer.Option(envvar="HF_SPIDER_HUB_TOKEN", help="Token required for writes (default: open).")
     ] = None,
 ) -> None:
     """Serve the Hub HTTP API on 127.0.0.1 so the official clients work through HF_ENDPOINT."""
@@ -77,7 +77,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as e:
         if _state["verbose"]:
             err_console.print_exception()
         else:

@@ -8,12 +8,12 @@ Input errors also derive from :class:`ValueError` so generic code keeps working.
 from __future__ import annotations
 
 __all__ = [
-    "HfSpiderError",
-    "InvalidInputError",
     "DatasetError",
+    "HfSpiderError",
+    "InvalidArtifactError",
+    "InvalidInputError",
     "ModelLoadError",
     "UnsafeArtifactError",
-    "InvalidArtifactError",
 ]
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from huggingface_hub import HfApi, PyTorchModelHubMixin
-
 from conftest import FIXTURES
+from huggingface_hub import HfApi, PyTorchModelHubMixin
 
 
 def test_timm_push_to_hf_hub_then_create_model_from_hf_hub(api: HfApi, repo_id: str):

@@ -138,7 +138,7 @@ def test_list_models_filters_search_author_and_pagination(hub, tmp_path: Path):
                             repo_id=f"{org}/{name}")
         api.create_repo("alpha/a-dataset", repo_type="dataset")
 
-        ids = lambda it: sorted(m.id for m in it)  # noqa: E731
+        ids = lambda it: sorted(m.id for m in it)
         assert len(ids(api.list_models())) == 6  # paginated through pages of 3
         assert ids(api.list_models(filter="hf-spider")) == ["alpha/resnet-a", "alpha/vit-b", "beta/mlp-d",
                                                              "beta/resnet-e", "gamma/x"]
@@ -177,6 +177,16 @@ def test_writes_need_the_right_token(hub, repo_id: str):
     assert exc.value.response.status_code == 401
     assert good.list_repo_files(repo_id) == [".gitattributes"]
     assert bad.model_info(repo_id).id == repo_id  # reads stay public
+
+
+def test_private_repos_are_invisible_without_the_token(api: HfApi, repo_id: str):
+    api.create_repo(repo_id, private=True)
+    assert api.model_info(repo_id).private is True
+    anonymous = HfApi(token=False)
+    with pytest.raises(RepositoryNotFoundError):
+        anonymous.model_info(repo_id)
+    assert repo_id not in {m.id for m in anonymous.list_models(author="tests")}
+    assert repo_id in {m.id for m in api.list_models(author="tests")}
 
 
 def test_storage_survives_restart(tmp_path: Path):

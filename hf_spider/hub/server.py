@@ -36,6 +36,7 @@ from .storage import (
     HubStorage,
     HubStorageError,
     RepoExists,
+    RepoNotFound,
     RepoState,
     decode_commit_payload,
 )
@@ -107,7 +108,7 @@ class LocalHub:
     def url(self) -> str:
         return self.server.url
 
-    def start(self) -> "LocalHub":
+    def start(self) -> LocalHub:
         self._thread.start()
         return self
 
@@ -116,7 +117,7 @@ class LocalHub:
         self.server.server_close()
         self._thread.join()
 
-    def __enter__(self) -> "LocalHub":
+    def __enter__(self) -> LocalHub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -125,11 +126,12 @@ class LocalHub:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
     server: HubServer
     server_version = "hf_spider-local-hub"
 
     # -- plumbing ------------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -209,15 +211,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _require_write(self) -> None:
         """Writes need the server's token when it has one; a wrong or missing token is a 401."""
-        expected = self.server.token
-        if expected is None:
-            return
-        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not self._authorized():
             raise _Unauthorized("Invalid credentials in Authorization header")
 
+    def _authorized(self) -> bool:
+        expected = self.server.token
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        return expected is None or hmac.compare_digest(given.encode(), expected.encode())
+
     def _repo(self, t: str, o: str, n: str) -> RepoState:
-        return self.server.storage.get(_API_TYPES.get(t, t or "model"), f"{o}/{n}")
+        """The repo, or RepoNotFound; private repos are invisible without the token (as on the Hub)."""
+        repo = self.server.storage.get(_API_TYPES.get(t, t or "model"), f"{o}/{n}")
+        if repo.private and not self._authorized():
+            raise RepoNotFound(f"Repository {o}/{n} not found")
+        return repo
 
     def _flag(self, name: str) -> bool:
         return self.query.get(name, ["false"])[-1].lower() in ("1", "true")
@@ -259,6 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _list_repos(self, t: str) -> None:
         q = self.query
         repos = self.server.storage.list_repos(_API_TYPES[t])
+        if not self._authorized():
+            repos = [r for r in repos if not r.private]
         if author := q.get("author", [None])[-1]:
             repos = [r for r in repos if r.namespace == author]
         if search := q.get("search", [None])[-1]:
