@@ -27,6 +27,7 @@ HUB_PORT = _free_port()
 os.environ.update(
     HF_ENDPOINT=f"http://127.0.0.1:{HUB_PORT}",
     HF_HOME=str(_SESSION_DIR / "hf_home"),
+    HF_SPIDER_CACHE=str(_SESSION_DIR / "hf_spider_cache"),
     HF_TOKEN=HUB_TOKEN,
     HF_HUB_DISABLE_TELEMETRY="1",
     HF_HUB_ETAG_TIMEOUT="30",

@@ -1,0 +1,344 @@
+"""Batched, cached, data-parallel feature extraction: one model, one task, one ``[n, d]`` array.
+
+:func:`extract_features` runs a :class:`~hf_spider.backbones.Backbone` over a :class:`~hf_spider.tasks.Task`
+with a torch DataLoader (workers decode and preprocess while the model runs), under
+``torch.inference_mode()``, with channels-last + bf16 autocast on CUDA only.
+
+Data parallel with accelerate: under ``accelerate launch --num_processes N`` (or ``torchrun``) each process
+takes a contiguous shard, and the shards are padded to equal length, gathered and trimmed, so every
+process gets all ``n`` rows in the task's order. One process is the same code path with a no-op gather.
+
+Cache: one safetensors file per (model + commit or weights hash, task fingerprint, source probabilities
+on/off, preprocessing, precision), written atomically by the main process only. A hit does no forward
+pass; a corrupt or mismatched file is ignored (with a warning) and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .backbones import Backbone, load_backbone
+from .errors import InvalidInputError
+from .tasks import Task
+
+__all__ = ["Features", "cache_key", "default_cache_dir", "default_num_workers", "extract_features"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "1"
+
+
+@dataclass
+class Features:
+    """Features of one model on one task.
+
+    Attributes:
+        features: float32 ``[n, d]``, rows in the task's order.
+        source_probs: float32 ``[n, C_s]`` softmax of the source head's logits, or ``None``.
+        labels: the task's labels (``int64 [n]`` or float32 targets).
+        model_id, revision, task_fingerprint: provenance (``revision`` is ``None`` for local/builtin models).
+        from_cache: whether the arrays were read from the cache (no forward pass).
+        cache_path: the cache file written or read, ``None`` when caching is off.
+        stats: seconds spent ``waiting`` for batches, in ``forward`` and in ``total`` (0 on a cache hit).
+    """
+
+    features: np.ndarray
+    source_probs: np.ndarray | None
+    labels: np.ndarray
+    model_id: str = ""
+    revision: str | None = None
+    task_fingerprint: str = ""
+    from_cache: bool = False
+    cache_path: Path | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def default_cache_dir() -> Path:
+    """``$HF_SPIDER_CACHE/features`` if set, else ``~/.cache/hf_spider/features``."""
+    root = os.environ.get("HF_SPIDER_CACHE")
+    return Path(root).expanduser() / "features" if root else Path.home() / ".cache" / "hf_spider" / "features"
+
+
+def cache_key(backbone: Backbone, task: Task, *, with_source_probs: bool, precision: str = "fp32") -> str:
+    """sha256 naming the result: model + commit (or weights hash), task, outputs, preprocessing, precision."""
+    spec = {
+        "format": CACHE_FORMAT,
+        "library": backbone.library,
+        "model_id": backbone.model_id,
+        "weights": backbone.revision or f"sha256:{backbone.weights_hash()}",
+        "task": task.fingerprint,
+        "source_probs": bool(with_source_probs),
+        "preprocess": backbone.preprocess_config,
+        "precision": precision,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def extract_features(
+    backbone: Backbone | str,
+    task: Task,
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    with_source_probs: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> Features:
+    """Features (and optionally source-head probabilities) of ``backbone`` on every image of ``task``.
+
+    Args:
+        backbone: a :class:`Backbone` or a model id for :func:`~hf_spider.backbones.load_backbone`.
+        task: the images and labels.
+        batch_size: images per forward pass (per process).
+        num_workers: DataLoader workers decoding and preprocessing; default ``min(4, cpus per process - 1)``.
+        with_source_probs: also return softmax of the source head's logits (the model needs a head).
+        cache_dir: cache folder; default :func:`default_cache_dir`.
+        use_cache: read and write the cache.
+        progress: show a progress bar (main process only).
+        device: device of the forward pass; default: the backbone's device (a model id is loaded on CUDA
+            when available), or each process's accelerate device when several processes run.
+
+    Raises:
+        InvalidInputError: bad ``batch_size``/``num_workers``, or ``with_source_probs`` without a head.
+        DatasetError: an image cannot be decoded (names its index in the task).
+    """
+    from accelerate import PartialState
+
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers is not None and num_workers < 0:
+        raise InvalidInputError(f"num_workers must be >= 0, got {num_workers}")
+    state = _partial_state(PartialState)
+    # one process: the given device, else the backbone's own (load_backbone picks CUDA when available);
+    # several: each process on its accelerate device unless told otherwise
+    target = torch.device(device) if device is not None else (state.device if state.num_processes > 1 else None)
+    if isinstance(backbone, str):
+        backbone = load_backbone(backbone, device=target)
+    elif target is not None and backbone.device != target:
+        backbone.to(target)
+    if with_source_probs and not backbone.num_source_classes:
+        raise InvalidInputError(f"{backbone.model_id} has no classifier head: with_source_probs needs one")
+    on_cuda = backbone.device.type == "cuda"
+    n, d = len(task), backbone.feature_dim
+
+    path = None
+    if use_cache:
+        key = cache_key(backbone, task, with_source_probs=with_source_probs,
+                        precision="bf16-autocast" if on_cuda else "fp32")
+        path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        path = path / f"{key}.safetensors"
+        cached = _read_cache(path, key=key, task=task, d=d, c_source=backbone.num_source_classes,
+                             with_source_probs=with_source_probs)
+        if state.num_processes > 1:  # all processes must agree, or the gather below would hang
+            from accelerate.utils import gather_object
+
+            if not all(gather_object([cached is not None])):
+                cached = None
+        if cached is not None:
+            features, probs = cached
+            return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
+                            from_cache=True, cache_path=path, stats={"waiting": 0.0, "forward": 0.0, "total": 0.0})
+
+    start = time.perf_counter()
+    per_process = math.ceil(n / state.num_processes)
+    lo, hi = min(n, state.process_index * per_process), min(n, (state.process_index + 1) * per_process)
+    if num_workers is None:
+        num_workers = default_num_workers(state.num_processes)
+    local_features, local_probs, stats = _run(
+        backbone, task, range(lo, hi), batch_size=batch_size, num_workers=num_workers,
+        with_source_probs=with_source_probs, progress=progress and state.is_main_process,
+    )
+    features = _gather_rows(local_features, state, per_process=per_process, n=n, width=d)
+    probs = None
+    if with_source_probs:
+        probs = _gather_rows(local_probs, state, per_process=per_process, n=n, width=backbone.num_source_classes)
+    stats["total"] = time.perf_counter() - start
+
+    if use_cache and path is not None and state.is_main_process:
+        _write_cache(path, key=key, backbone=backbone, task=task, features=features, probs=probs)
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+    return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
+                    from_cache=False, cache_path=path, stats=stats)
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+class _TaskImages(torch.utils.data.Dataset):
+    """Rows ``indices`` of a task, decoded to RGB and preprocessed by the backbone's transform."""
+
+    def __init__(self, task: Task, indices: range, transform: Any) -> None:
+        self.task, self.indices, self.transform = task, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(self.task.image(self.indices[i]))
+
+
+def _run(backbone: Backbone, task: Task, indices: range, *, batch_size: int, num_workers: int,
+         with_source_probs: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    from tqdm.auto import tqdm
+
+    device = backbone.device
+    on_cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        _TaskImages(task, indices, backbone.transform), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers if len(indices) else 0, pin_memory=on_cuda,
+        persistent_workers=False, prefetch_factor=4 if num_workers and len(indices) else None,
+    )
+    model = backbone.model.eval()
+    if on_cuda:
+        model.to(memory_format=torch.channels_last)
+    features, probs = [], []
+    waiting = forward = 0.0
+    bar = tqdm(total=len(indices), desc=f"features {backbone.model_id}", unit="img", disable=not progress)
+    with torch.inference_mode():
+        batches = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            x = next(batches, None)
+            t1 = time.perf_counter()
+            waiting += t1 - t0
+            if x is None:
+                break
+            x = x.to(device, non_blocking=on_cuda)
+            if on_cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                f, logits = backbone.forward(x)
+            features.append(f.float().cpu())
+            if with_source_probs:
+                probs.append(torch.softmax(logits.float(), dim=-1).cpu())
+            forward += time.perf_counter() - t1
+            bar.update(len(x))
+    bar.close()
+    width = backbone.feature_dim
+    local_features = torch.cat(features) if features else torch.zeros(0, width)
+    local_probs = None
+    if with_source_probs:
+        local_probs = torch.cat(probs) if probs else torch.zeros(0, backbone.num_source_classes)
+    return local_features, local_probs, {"waiting": waiting, "forward": forward}
+
+
+def _gather_rows(local: torch.Tensor, state: Any, *, per_process: int, n: int, width: int) -> np.ndarray:
+    """All processes' contiguous shards, in task order: pad to ``per_process`` rows, gather, drop padding."""
+    if state.num_processes == 1:
+        return local.numpy().astype(np.float32, copy=False)
+    from accelerate.utils import gather
+
+    padded = torch.zeros(per_process, width, dtype=torch.float32)
+    padded[: len(local)] = local
+    everything = gather(padded.to(state.device)).cpu()  # [num_processes * per_process, width]
+    parts = []
+    for rank in range(state.num_processes):
+        rows = max(0, min(n, (rank + 1) * per_process) - rank * per_process)
+        parts.append(everything[rank * per_process: rank * per_process + rows])
+    return torch.cat(parts).numpy().astype(np.float32, copy=False)
+
+
+def _partial_state(partial_state_cls: Any) -> Any:
+    """The accelerate process state (a singleton shared with any ``Accelerator``).
+
+    ``cpu=True`` only where there is no choice (no CUDA) or the launcher asked for it: accelerate then
+    sets up a gloo process group under ``torchrun``/``accelerate launch``, and plain CPU otherwise.
+    """
+    from accelerate.utils import parse_flag_from_env
+
+    return partial_state_cls(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+def default_num_workers(num_processes: int = 1) -> int:
+    """DataLoader workers per process: ``min(4, cpus per process - 1)`` (0 on a single core)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus // max(1, num_processes) - 1))
+
+
+# ------------------------------------------------------------------------------------------- the cache
+
+
+def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | None,
+                with_source_probs: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The cached arrays if ``path`` holds a valid result for ``key``; ``None`` (and a warning) otherwise."""
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    n = len(task)
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            names = set(f.keys())
+            features = f.get_tensor("features")
+            probs = f.get_tensor("source_probs") if with_source_probs else None
+            labels = f.get_tensor("labels") if "labels" in names else None
+        problems = []
+        if meta.get("key") != key or meta.get("format") != CACHE_FORMAT:
+            problems.append("metadata does not match the request")
+        if meta.get("task_fingerprint") != task.fingerprint:
+            problems.append("task fingerprint differs")
+        if features.dtype != np.float32 or features.shape != (n, d):
+            problems.append(f"features {features.dtype}{features.shape}, expected float32{(n, d)}")
+        elif not np.isfinite(features).all():
+            problems.append("features are not finite")
+        if labels is None or labels.shape != task.labels.shape or not np.array_equal(labels, task.labels):
+            problems.append("labels differ from the task's")
+        if with_source_probs:
+            if probs is None or probs.dtype != np.float32 or probs.shape != (n, c_source):
+                shape = None if probs is None else probs.shape
+                problems.append(f"source_probs shape {shape}, expected {(n, c_source)}")
+            elif not np.isfinite(probs).all() or (n and not np.allclose(probs.sum(1), 1.0, atol=1e-3)):
+                problems.append("source_probs are not probabilities")
+    except Exception as exc:  # unreadable header, truncated file, missing tensor...
+        problems = [f"unreadable ({type(exc).__name__}: {exc})"]
+    if problems:
+        logger.warning("Ignoring feature cache %s: %s; recomputing.", path, "; ".join(problems))
+        return None
+    return features, probs
+
+
+def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, features: np.ndarray,
+                 probs: np.ndarray | None) -> None:
+    """Write atomically: a temp file in the same folder, then ``os.replace``."""
+    from safetensors.numpy import save_file
+
+    tensors = {"features": np.ascontiguousarray(features, dtype=np.float32),
+               "labels": np.ascontiguousarray(task.labels)}
+    if probs is not None:
+        tensors["source_probs"] = np.ascontiguousarray(probs, dtype=np.float32)
+    metadata = {
+        "format": CACHE_FORMAT, "key": key, "model_id": backbone.model_id, "revision": backbone.revision or "",
+        "library": backbone.library, "task_fingerprint": task.fingerprint, "task_name": task.name,
+        "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}-", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("Could not write feature cache %s: %s", path, exc)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
