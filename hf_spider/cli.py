@@ -70,6 +70,176 @@ def hub_serve(
         server.server_close()
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _expand_zoo(entries: list[str]) -> list[str]:
+    """A folder of model folders (each with a config.json) stands for all of them."""
+    out: list[str] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir() and not (path / "config.json").exists():
+            out += sorted(str(p.parent) for p in path.glob("*/config.json"))
+        else:
+            out.append(entry)
+    return out
+
+
+@app.command()
+def bench(
+    zoo: Annotated[list[str] | None, typer.Option(
+        help="Models to rank: Hub ids or folders (a folder of model folders expands). "
+             "Default: the bundled micro zoo.")] = None,
+    targets: Annotated[list[str] | None, typer.Option(
+        help="Target tasks with train/test splits: Hub dataset ids, folders, or names under --data-root. "
+             "Default: every tgt-*/reg-* under --data-root.")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="Scores to run (default: all that fit).")] = None,
+    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA",
+                                            help="Folder of offline datasets.")] = REPO_ROOT.parent / "shared" / "offline_data",
+    ground_truth: Annotated[Path, typer.Option(help="Ground-truth JSON read and extended.")] = (
+        REPO_ROOT / "benchmarks" / "zoo" / "ground_truth.json"),
+    shots: Annotated[int | None, typer.Option(help="Few-shot: examples per class for scoring.")] = None,
+    trials: Annotated[int, typer.Option(help="Few-shot draws (mean ± 95% CI).")] = 10,
+    max_per_class: Annotated[int | None, typer.Option(help="Cap examples per class (quick runs).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
+) -> None:
+    """Compare every ranking method with the ground truth on a zoo x targets."""
+    from .bench import GroundTruthStore, plot, render_table, run_bench
+
+    models = _expand_zoo(zoo or [str(REPO_ROOT / "benchmarks" / "zoo" / "models")])
+    if targets:
+        tasks = [str(data_root / t) if (data_root / t).is_dir() else t for t in targets]
+    else:
+        tasks = sorted(str(p) for p in data_root.glob("*") if p.name.startswith(("tgt-", "reg-")))
+    if not tasks:
+        raise typer.BadParameter(f"no target tasks given and none found under {data_root}", param_hint="--targets")
+    report = run_bench(models, tasks, methods=method, ground_truth=GroundTruthStore(ground_truth), shots=shots,
+                       trials=trials, max_per_class=max_per_class, progress=not json_output)
+    out.mkdir(parents=True, exist_ok=True)
+    report.save_json(out / "bench.json")
+    plot(report, out / "bench.png")
+    if json_output:
+        console.print_json(data=report.to_json())
+    else:
+        console.print(render_table(report))
+        console.print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
+
+
+def _dataset_and_split(text: str) -> tuple[str, str | None]:
+    """``org/name:split`` -> (``org/name``, ``split``); no suffix -> (text, None)."""
+    name, sep, split = text.rpartition(":")
+    return (name, split) if sep and name and "/" not in split else (text, None)
+
+
+@app.command()
+def embed(
+    repo_id: Annotated[str, typer.Argument(help="Model repo to embed (timm or transformers image model).")],
+    baseline: Annotated[str, typer.Option(help="Public baseline model.")] = "timm/resnet18.a1_in1k",
+    reference: Annotated[str, typer.Option(help="Reference set DATASET[:split] (Hub id, alias or folder).")] = (
+        "imagenet-val"),
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 4000,
+    seed: Annotated[int, typer.Option(help="Seed (recorded; replayed by verification).")] = 0,
+    max_per_class: Annotated[int | None, typer.Option(help="Cap reference images per class.")] = None,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="Publish to the model repo.")] = True,
+    create_pr: Annotated[bool, typer.Option(help="Open a pull request instead of committing to main.")] = False,
+    revision: Annotated[str | None, typer.Option(help="Model revision to embed.")] = None,
+    force: Annotated[bool, typer.Option(help="Recompute even if the published embedding is up to date.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also save the embedding file here.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo."""
+    from .embedder.pipeline import embed_repo
+    from .hub.embeddings import serialize_embedding
+
+    dataset, split = _dataset_and_split(reference)
+    result = embed_repo(repo_id, baseline=baseline, reference=dataset, reference_split=split,
+                        max_per_class=max_per_class, steps=steps, seed=seed, revision=revision, push=push,
+                        create_pr=create_pr, force=force, progress=not json_output)
+    if out is not None:
+        out.write_bytes(serialize_embedding(result.vector, result.metadata))
+    summary = {"repo_id": repo_id, "up_to_date": result.up_to_date, "commit_url": result.commit_url,
+               "pr_url": result.pr_url, "metadata": result.metadata}
+    if json_output:
+        console.print_json(data=summary)
+    elif result.up_to_date:
+        console.print(f"{repo_id}: the published embedding over {baseline} is up to date; nothing to do.")
+    else:
+        meta = result.metadata
+        console.print(f"{repo_id}: embedded over {baseline} on {meta['reference']}:{meta['reference_split']} "
+                      f"(fidelity L_to={float(meta['fidelity_to']):.3f}, L_from={float(meta['fidelity_from']):.3f})")
+        if result.pr_url or result.commit_url:
+            console.print(f"Published: {result.pr_url or result.commit_url}")
+
+
+@app.command()
+def scan(
+    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",  # noqa: A002
+    author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
+    search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Discover published embeddings on the Hub, validate them and update the local index."""
+    from .hub.scan import scan as scan_hub
+
+    result = scan_hub(baseline, filter=filter, author=author, search=search, progress=not json_output)
+    if json_output:
+        console.print_json(data={"embeddings": [{"repo_id": e.repo_id, "sha": e.repo_sha, **e.metadata}
+                                                for e in result.entries],
+                                 "skipped": result.skipped, "downloaded": result.downloaded})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Embeddings over {baseline}: {len(result.entries)} valid, {len(result.skipped)} skipped, "
+                        f"{result.downloaded} downloaded")
+    for col in ("repo", "sha", "fidelity to/from", "reference"):
+        table.add_column(col)
+    for e in result.entries:
+        table.add_row(e.repo_id, e.repo_sha[:8], f"{e.fidelity[0]:.3f} / {e.fidelity[1]:.3f}",
+                      f"{e.metadata['reference']}:{e.metadata['reference_split']}")
+    console.print(table)
+    for repo, reason in result.skipped.items():
+        console.print(f"[yellow]skipped[/] {repo}: {reason}", highlight=False)
+
+
+@app.command()
+def select(
+    dataset: Annotated[str, typer.Option(help="Your task: Hub dataset id, alias (cifar100...) or folder.")],
+    split: Annotated[str | None, typer.Option(help="Split to use (default: the alias's, else train).")] = None,
+    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
+    rerank: Annotated[int, typer.Option(help="Forward passes allowed: re-rank the top K.")] = 0,
+    rerank_score: Annotated[str, typer.Option(help="Forward-based score for re-ranking.")] = "logme",
+    author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
+    search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
+    top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Rank every model that published an embedding for your task (no forward pass of candidates)."""
+    from .ranking import select_models
+    from .tasks import load_task
+
+    task = load_task(dataset, split=split, max_per_class=max_per_class)
+    result = select_models(task, baseline=baseline, rerank=rerank, rerank_score=rerank_score, author=author,
+                           search=search, progress=not json_output)
+    if json_output:
+        console.print_json(data=result.to_json())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Models for {task.name} ({len(task)} images) by {result.method}: "
+                        f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
+    for col in ("rank", "repo", "score", "fidelity", *(("re-rank",) if rerank else ())):
+        table.add_column(col, justify="right" if col != "repo" else "left")
+    for i, c in enumerate(result.candidates[:top]):
+        table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", f"{min(c.fidelity):.3f}",
+                      *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if rerank else ()))
+    console.print(table)
+    if result.skipped:
+        console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning exceptions into one clear line."""
     try:

@@ -1,0 +1,166 @@
+"""Discover published embeddings on the Hub and keep a local index of them.
+
+``scan`` lists the repos tagged ``hf-spider`` (``list_models``), downloads the embedding files over
+one baseline concurrently, validates each (:func:`~hf_spider.hub.embeddings.parse_embedding`) and
+keeps a local index keyed by repo sha, so a re-scan downloads only what changed. A repo whose file
+is missing, malformed or fails to download is skipped with a reason; the scan itself never fails
+because of one repo.
+
+Index layout (``$HF_SPIDER_CACHE/index/<endpoint>/<baseline-slug>/``): ``index.json`` (per repo: sha,
+status, reason or metadata and row) and ``embeddings.safetensors`` (one [R, N] float32 matrix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArtifactError
+from .embeddings import HF_SPIDER_TAG, PublishedEmbedding, baseline_slug, embedding_path, parse_embedding
+
+__all__ = ["ScanResult", "default_index_dir", "scan"]
+
+INDEX_VERSION = 1
+
+
+@dataclass
+class ScanResult:
+    """Valid embeddings found, repos skipped (repo -> reason), and how many files were downloaded."""
+
+    entries: list[PublishedEmbedding] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    downloaded: int = 0
+
+    @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        return {e.repo_id: e.vector for e in self.entries}
+
+
+def default_index_dir(baseline: str) -> Path:
+    """Index folder for ``baseline`` on the current endpoint (indexes of different Hubs never mix)."""
+    from huggingface_hub import constants
+
+    root = Path(os.environ.get("HF_SPIDER_CACHE", Path.home() / ".cache" / "hf_spider")).expanduser()
+    endpoint = hashlib.sha256(constants.ENDPOINT.encode()).hexdigest()[:12]
+    return root / "index" / endpoint / baseline_slug(baseline)
+
+
+def _load_index(folder: Path) -> dict[str, dict[str, Any]]:
+    """Previous entries, with their vectors; an unreadable index is dropped (it is only a cache)."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if index.get("version") != INDEX_VERSION:
+            return {}
+        repos = index["repos"]
+        matrix = _read_matrix(folder / "embeddings.safetensors") if any("row" in r for r in repos.values()) else None
+        for entry in repos.values():
+            if "row" in entry:
+                entry["vector"] = matrix[entry.pop("row")]
+        return repos
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    return load_file(path)["embeddings"]
+
+
+def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
+    """Write the matrix, then the JSON naming its rows, each by an atomic replace."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    valid = sorted(r for r, e in repos.items() if "vector" in e)
+    matrix = np.stack([repos[r]["vector"] for r in valid]) if valid else np.zeros((0, 0), np.float32)
+    serialisable = {}
+    for repo, entry in repos.items():
+        serialisable[repo] = {k: v for k, v in entry.items() if k != "vector"}
+        if "vector" in entry:
+            serialisable[repo]["row"] = valid.index(repo)
+    for name, write in (("embeddings.safetensors", lambda p: save_file({"embeddings": matrix}, p)),
+                        ("index.json", lambda p: Path(p).write_text(json.dumps(
+                            {"version": INDEX_VERSION, "repos": serialisable}, indent=1)))):
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, folder / name)
+
+
+def _fetch(repo_id: str, sha: str, filename: str, expected: dict[str, str] | None) -> dict[str, Any]:
+    """Download and validate one file; a failure becomes an entry with a reason, never an exception."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id, filename, revision=sha)
+        vector, metadata = parse_embedding(Path(path).read_bytes(), expected=expected)
+        return {"sha": sha, "status": "ok", "metadata": metadata, "vector": vector}
+    except InvalidArtifactError as e:
+        return {"sha": sha, "status": "invalid", "reason": f"invalid embedding file: {e}"}
+    except Exception as e:  # network or Hub errors: skipped now, retried on the next scan
+        return {"sha": sha, "status": "error", "reason": f"download failed: {type(e).__name__}: {e}"}
+
+
+def scan(
+    baseline: str,
+    *,
+    filter: str | Iterable[str] = HF_SPIDER_TAG,  # noqa: A002 - the Hub's name for it
+    author: str | None = None,
+    search: str | None = None,
+    expected: dict[str, str] | None = None,
+    index_dir: str | os.PathLike[str] | None = None,
+    max_workers: int = 8,
+    progress: bool = True,
+) -> ScanResult:
+    """Find every published embedding over ``baseline`` and return the valid ones.
+
+    Args:
+        baseline: baseline model id; only files ``hf_spider/<slug>.safetensors`` are read.
+        filter, author, search: passed to ``HfApi.list_models``.
+        expected: metadata values every embedding must carry (e.g. ``baseline_revision``).
+        index_dir: local index folder (default :func:`default_index_dir`).
+        max_workers: concurrent downloads.
+    """
+    from huggingface_hub import HfApi
+    from tqdm.auto import tqdm
+
+    folder = Path(index_dir) if index_dir is not None else default_index_dir(baseline)
+    previous = _load_index(folder)
+    filename = embedding_path(baseline)
+    expected = {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
+    listed = list(HfApi().list_models(filter=filter, author=author, search=search, expand=["sha", "siblings"]))
+
+    current: dict[str, dict[str, Any]] = {}
+    to_fetch: list[tuple[str, str]] = []
+    for info in listed:
+        old = previous.get(info.id)
+        if filename not in {s.rfilename for s in info.siblings or []}:
+            current[info.id] = {"sha": info.sha, "status": "missing", "reason": f"no {filename} in the repo"}
+        elif old is not None and old["sha"] == info.sha and old["status"] in ("ok", "invalid") and (
+                old["status"] == "invalid" or all(old["metadata"].get(k) == v for k, v in expected.items())):
+            current[info.id] = old  # unchanged since the last scan: nothing to download
+        else:
+            to_fetch.append((info.id, info.sha))
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = {repo: pool.submit(_fetch, repo, sha, filename, expected) for repo, sha in to_fetch}
+        for repo, future in tqdm(futures.items(), desc="fetching embeddings", disable=not progress or not futures):
+            current[repo] = future.result()
+    _save_index(folder, current)
+
+    result = ScanResult(downloaded=len(to_fetch))
+    for repo, entry in sorted(current.items()):
+        if entry["status"] == "ok":
+            result.entries.append(PublishedEmbedding(repo, entry["sha"], entry["vector"], entry["metadata"]))
+        else:
+            result.skipped[repo] = entry["reason"]
+    return result

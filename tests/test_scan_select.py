@@ -1,0 +1,98 @@
+"""``scan`` discovers and validates published embeddings; ``select`` ranks them for a task."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import HfApi
+
+from conftest import FIXTURES
+from hf_spider import scores
+from hf_spider.backbones import load_backbone
+from hf_spider.embedder.pipeline import embed_repo
+from hf_spider.features import extract_features
+from hf_spider.hub.embeddings import embedding_path
+from hf_spider.hub.scan import scan
+from hf_spider.ranking import select_models
+from hf_spider.tasks import load_task
+
+ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ORG = "scan-tests"
+BASELINE = f"{ORG}/resnet10-animals"
+MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "resnet10-glyphs"]
+
+
+@pytest.fixture(scope="module")
+def published(api: HfApi) -> list[str]:
+    for name in ["resnet10-animals", *MODELS]:
+        api.create_repo(f"{ORG}/{name}", exist_ok=True)
+        api.upload_folder(folder_path=ZOO / name, repo_id=f"{ORG}/{name}")
+    api.create_repo(f"{ORG}/reference", repo_type="dataset", exist_ok=True)
+    api.upload_folder(folder_path=FIXTURES / "digits-mini", repo_id=f"{ORG}/reference", repo_type="dataset")
+    repos = [f"{ORG}/{m}" for m in MODELS]
+    for repo in repos:
+        embed_repo(repo, baseline=BASELINE, reference=f"{ORG}/reference", steps=200, progress=False)
+    # A tagged repo with a corrupt embedding, and one tagged without any.
+    card = b"---\ntags:\n- hf-spider\n---\n"
+    for name, files in [("broken", {embedding_path(BASELINE): b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}"}),
+                        ("no-file", {})]:
+        api.create_repo(f"{ORG}/{name}", exist_ok=True)
+        api.upload_file(path_or_fileobj=card, path_in_repo="README.md", repo_id=f"{ORG}/{name}")
+        for path, data in files.items():
+            api.upload_file(path_or_fileobj=data, path_in_repo=path, repo_id=f"{ORG}/{name}")
+    return repos
+
+
+def test_scan_indexes_valid_embeddings_skips_bad_ones_and_rescans_incrementally(api, published, tmp_path):
+    first = scan(BASELINE, author=ORG, index_dir=tmp_path, progress=False)
+    assert sorted(e.repo_id for e in first.entries) == sorted(published)
+    assert first.downloaded == 4  # three valid files and the broken one
+    assert "header" in first.skipped[f"{ORG}/broken"]
+    assert "no hf_spider/" in first.skipped[f"{ORG}/no-file"]
+    assert f"{ORG}/resnet10-animals" not in first.skipped  # the baseline is not tagged: not listed at all
+
+    again = scan(BASELINE, author=ORG, index_dir=tmp_path, progress=False)
+    assert again.downloaded == 0
+    for a, b in zip(first.entries, again.entries):
+        assert a.repo_id == b.repo_id and np.array_equal(a.vector, b.vector)
+
+    api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id=published[0])  # new sha
+    third = scan(BASELINE, author=ORG, index_dir=tmp_path, progress=False)
+    assert third.downloaded == 1  # only the changed repo (the broken file is unchanged: still invalid)
+    assert sorted(e.repo_id for e in third.entries) == sorted(published)
+
+
+def test_select_ranks_by_fuzzy_intersection_and_reranks_only_the_top_k(published):
+    task = load_task(f"{ORG}/reference", split="test")
+    plain = select_models(task, baseline=BASELINE, author=ORG, progress=False)
+    assert plain.forward_passes == 0 and len(plain.candidates) == 3
+    vectors = scan(BASELINE, author=ORG, progress=False).vectors
+    u = plain.task_embedding.vector
+    expected = sorted(((float(np.minimum(u, v).sum()), repo) for repo, v in vectors.items()), key=lambda t: -t[0])
+    assert [c.repo_id for c in plain.candidates] == [repo for _, repo in expected]
+    assert [c.score for c in plain.candidates] == pytest.approx([s for s, _ in expected], rel=1e-5)
+
+    reranked = select_models(task, baseline=BASELINE, author=ORG, rerank=2, progress=False)
+    assert reranked.forward_passes == 2
+    assert reranked.candidates[2].repo_id == plain.candidates[2].repo_id  # below the budget: untouched
+    top = reranked.candidates[:2]
+    assert {c.repo_id for c in top} == {c.repo_id for c in plain.candidates[:2]}
+    for c in top:
+        f = extract_features(load_backbone(c.repo_id), task, progress=False)
+        assert c.rerank_score == pytest.approx(scores.score("logme", features=f.features, labels=task.labels))
+    assert top[0].rerank_score >= top[1].rerank_score
+
+
+def test_select_cli_prints_json(published):
+    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
+                             "--split", "test", "--baseline", BASELINE, "--author", ORG, "--json"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [r["rank"] for r in out["ranking"]] == [1, 2, 3] and out["forward_passes"] == 0
+    assert set(out["skipped"]) == {f"{ORG}/broken", f"{ORG}/no-file"}
