@@ -105,7 +105,8 @@ def extract_features(
         backbone: a :class:`Backbone` or a model id for :func:`~hf_spider.backbones.load_backbone`.
         task: the images and labels.
         batch_size: images per forward pass (per process).
-        num_workers: DataLoader workers decoding and preprocessing; default ``min(4, cpus per process - 1)``.
+        num_workers: DataLoader workers decoding and preprocessing; default ``min(4, cpus per process - 1)``,
+            or none for a shard of at most 4 batches.
         with_source_probs: also return softmax of the source head's logits (the model needs a head).
         cache_dir: cache folder; default :func:`default_cache_dir`.
         use_cache: read and write the cache.
@@ -157,8 +158,8 @@ def extract_features(
     start = time.perf_counter()
     per_process = math.ceil(n / state.num_processes)
     lo, hi = min(n, state.process_index * per_process), min(n, (state.process_index + 1) * per_process)
-    if num_workers is None:
-        num_workers = default_num_workers(state.num_processes)
+    if num_workers is None:  # starting worker processes costs more than decoding a few batches in-line
+        num_workers = default_num_workers(state.num_processes) if hi - lo > 4 * batch_size else 0
     local_features, local_probs, stats = _run(
         backbone, task, range(lo, hi), batch_size=batch_size, num_workers=num_workers,
         with_source_probs=with_source_probs, progress=progress and state.is_main_process,

@@ -1,0 +1,88 @@
+"""How well a predicted ranking of models matches the ground truth (fine-tuned accuracies) of one task.
+
+``ground_truth`` and ``predicted`` are 1-D arrays over the same M models (higher = better for both).
+Correlations come from scipy; nothing is re-implemented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from hf_spider.errors import InvalidInputError
+
+__all__ = ["pearson", "spearman", "top_k_regret", "weighted_tau"]
+
+
+def _check_pair(ground_truth: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
+    arrays = []
+    for name, value in (("ground_truth", ground_truth), ("predicted", predicted)):
+        if hasattr(value, "detach"):  # torch tensor
+            value = value.detach().cpu().numpy()
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{name} must be a 1-D numeric array: {exc}") from exc
+        if arr.ndim != 1:
+            raise InvalidInputError(f"{name} must be 1-D (one value per model), got shape {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InvalidInputError(f"{name} contains NaN or infinite values")
+        arrays.append(arr)
+    gt, pred = arrays
+    if gt.shape != pred.shape:
+        raise InvalidInputError(f"ground_truth has {gt.size} models but predicted has {pred.size}; they must match")
+    if gt.size < 2:
+        raise InvalidInputError(f"need at least 2 models to compare rankings, got {gt.size}")
+    return gt, pred
+
+
+def weighted_tau(ground_truth: Any, predicted: Any, convention: str = "sfda") -> float:
+    """Weighted Kendall τ (hyperbolic weights 1/(r+1)) between ground truth and prediction.
+
+    Both conventions call ``scipy.stats.weightedtau(ground_truth, predicted, rank=...)``:
+
+    - ``"sfda"``: ``rank=True`` (the SFDA / LogME papers and scipy's default). The weights come from
+      the decreasing lexicographic rank by (gt, pred) and by (pred, gt), and the two τ are averaged:
+      symmetric in its arguments.
+    - ``"spider"``: ``rank=None`` (the Model Spider code). The weights come from the decreasing
+      lexicographic rank by (gt, pred) only, i.e. from the ground-truth order: with r the 0-based
+      position of a model in that order, a discordant pair (r, s) weighs 1/(r+1) + 1/(s+1), so
+      errors among the truly best models cost most. Not symmetric: the ground truth must come first.
+
+    Returns:
+        τ_w in [−1, 1].
+    """
+    gt, pred = _check_pair(ground_truth, predicted)
+    if convention == "sfda":
+        rank = True
+    elif convention == "spider":
+        rank = None
+    else:
+        raise InvalidInputError(f"convention must be 'sfda' or 'spider', got {convention!r}")
+    return float(stats.weightedtau(gt, pred, rank=rank).statistic)
+
+
+def pearson(ground_truth: Any, predicted: Any) -> float:
+    """Pearson correlation (``scipy.stats.pearsonr``)."""
+    gt, pred = _check_pair(ground_truth, predicted)
+    return float(stats.pearsonr(gt, pred).statistic)
+
+
+def spearman(ground_truth: Any, predicted: Any) -> float:
+    """Spearman rank correlation (``scipy.stats.spearmanr``)."""
+    gt, pred = _check_pair(ground_truth, predicted)
+    return float(stats.spearmanr(gt, pred).statistic)
+
+
+def top_k_regret(ground_truth: Any, predicted: Any, k: int = 1) -> float:
+    """Best ground-truth value minus the best ground-truth value among the k models ranked highest by
+    ``predicted`` (0 = the best model was among the k picked). Ties in ``predicted`` are broken by model
+    index (a stable sort), so the result is deterministic.
+    """
+    gt, pred = _check_pair(ground_truth, predicted)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= gt.size:
+        raise InvalidInputError(f"k must be an integer in [1, {gt.size}], got {k!r}")
+    picked = np.argsort(-pred, kind="stable")[:k]
+    return float(gt.max() - gt[picked].max())
