@@ -84,7 +84,7 @@ class Backbone:
             for name, tensor in sorted(self.model.state_dict().items()):
                 t = tensor.detach().to("cpu").contiguous()
                 digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-                digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
             self._weights_hash = digest.hexdigest()
         return self._weights_hash
 

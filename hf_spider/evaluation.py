@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
 
 __all__ = ["pearson", "spearman", "top_k_regret", "weighted_tau"]
@@ -19,17 +20,7 @@ __all__ = ["pearson", "spearman", "top_k_regret", "weighted_tau"]
 def _check_pair(ground_truth: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
     for name, value in (("ground_truth", ground_truth), ("predicted", predicted)):
-        if hasattr(value, "detach"):  # torch tensor
-            value = value.detach().cpu().numpy()
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"{name} must be a 1-D numeric array: {exc}") from exc
-        if arr.ndim != 1:
-            raise InvalidInputError(f"{name} must be 1-D (one value per model), got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"{name} contains NaN or infinite values")
-        arrays.append(arr)
+        arrays.append(as_float_array(value, name, ndim=1))
     gt, pred = arrays
     if gt.shape != pred.shape:
         raise InvalidInputError(f"ground_truth has {gt.size} models but predicted has {pred.size}; they must match")

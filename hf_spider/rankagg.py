@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
 
 __all__ = ["borda", "copeland", "method_ranks"]
@@ -23,12 +24,7 @@ __all__ = ["borda", "copeland", "method_ranks"]
 
 def _check_scores(scores: Any, higher_is_better: bool | Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
     """Validated float64 scores [K, M] and the per-method direction [K] (True = higher is better)."""
-    if hasattr(scores, "detach"):  # torch tensor
-        scores = scores.detach().cpu().numpy()
-    try:
-        arr = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"scores must be a numeric [K methods, M models] array: {exc}") from exc
+    arr = as_float_array(scores, "scores", finite=False)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise InvalidInputError(f"scores must be 2-D [K methods, M models] with K, M >= 1, got shape {arr.shape}")
     if not np.isfinite(arr).all():

@@ -214,3 +214,16 @@ def test_load_errors(api: HfApi, tmp_path: Path):
     with pytest.raises(ModelLoadError, match="no weights"):
         check_weight_files(["config.json", "README.md"], allow_pickle=True, where="x")
     check_weight_files(["model.safetensors", "pytorch_model.bin"], allow_pickle=False, where="x")  # safe wins
+
+
+def test_local_folder_backbone_is_identified_by_a_hash_of_its_weights():
+    """Folder models have no commit: their cache identity is a hash of every parameter and buffer
+    (BatchNorm's 0-d ``num_batches_tracked`` included)."""
+    folder = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models" / "resnet10-animals"
+    first, second = load_backbone(str(folder)), load_backbone(str(folder))
+    assert first.revision is None and first.library == "timm"
+    assert len(first.weights_hash()) == 64 and first.weights_hash() == second.weights_hash()
+    with torch.no_grad():
+        next(second.model.parameters()).add_(1e-3)
+    second._weights_hash = None
+    assert second.weights_hash() != first.weights_hash()

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as nnf
 
 from hf_spider.errors import InvalidInputError
+from hf_spider.scores._validation import as_tensor
 
 __all__ = ["AffineMaps", "ModelEmbedding", "embed_model", "fidelity"]
 
@@ -89,17 +90,8 @@ class ModelEmbedding:
 
 def _as_matrix(x: Any, name: str, *, min_rows: int = 2) -> torch.Tensor:
     """``x`` (numpy array, torch tensor, nested list) as a finite float32 tensor [n, d] (numpy → CPU)."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and other non-arrays
-            raise InvalidInputError(f"{name} must be a numeric array or tensor, got {type(x).__name__}") from exc
-        if arr.dtype.kind not in "biuf":
-            raise InvalidInputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.is_complex() or t.dtype == torch.bool:
+    t = as_tensor(x, name)
+    if t.dtype == torch.bool:
         raise InvalidInputError(f"{name} must hold real numbers, got dtype {t.dtype}")
     if t.ndim != 2:
         raise InvalidInputError(f"{name} must be 2-D [n_samples, n_features], got shape {tuple(t.shape)}")

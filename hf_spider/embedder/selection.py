@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
 
 __all__ = ["fuzzy_intersection", "rank_by_embedding"]
@@ -23,12 +24,7 @@ __all__ = ["fuzzy_intersection", "rank_by_embedding"]
 
 def _check_embeddings(x: Any, name: str, n: int | None = None) -> np.ndarray:
     """Embedding(s) as float64 [..., N], finite and in [0, 1], with last dimension ``n`` if given."""
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().cpu().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{name} must be numeric vectors in [0, 1]: {exc}") from exc
+    arr = as_float_array(x, name)
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise InvalidInputError(f"{name} must be non-empty vectors, got shape {arr.shape}")
     if n is not None and arr.shape[-1] != n:
@@ -36,8 +32,6 @@ def _check_embeddings(x: Any, name: str, n: int | None = None) -> np.ndarray:
             f"{name} have length {arr.shape[-1]} but the task embedding has {n}; "
             "embeddings are comparable only with the same baseline model"
         )
-    if not np.isfinite(arr).all():
-        raise InvalidInputError(f"{name} contain NaN or infinite values")
     if arr.min() < 0 or arr.max() > 1:
         raise InvalidInputError(f"{name} must lie in [0, 1], got values in [{arr.min():.4g}, {arr.max():.4g}]")
     return arr

@@ -1,0 +1,76 @@
+"""``hf_spider bench`` on a CI-sized slice: 3 zoo models from the local Hub x 1 target dataset repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import HfApi
+from scipy import stats
+
+from conftest import FIXTURES
+
+ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+MODELS = ["resnet10-animals", "resnet10-wesnoth", "resnet18-emoji-google"]
+METHODS = ["logme", "leep", "h_score", "nce"]
+
+
+@pytest.fixture(scope="module")
+def bench_repos(api: HfApi) -> tuple[list[str], str]:
+    zoo = []
+    for name in MODELS:
+        repo = f"zoo-bench/{name}"
+        api.create_repo(repo, exist_ok=True)
+        api.upload_folder(folder_path=ZOO / name, repo_id=repo)
+        zoo.append(repo)
+    target = "tests/digits-bench"
+    api.create_repo(target, repo_type="dataset", exist_ok=True)
+    api.upload_folder(folder_path=FIXTURES / "digits-mini", repo_id=target, repo_type="dataset")
+    return zoo, target
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hf_spider.cli", "bench", *args], capture_output=True, text=True,
+                          timeout=300, check=False, env={**os.environ, "COLUMNS": "200"})
+
+
+def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_path: Path):
+    zoo, target = bench_repos
+    gt_file, out = tmp_path / "gt.json", tmp_path / "out"
+    args = [a for m in zoo for a in ("--zoo", m)] + ["--targets", target, "--ground-truth", str(gt_file),
+                                                     "--out", str(out)]
+    args += [a for m in METHODS for a in ("--method", m)]
+    result = _bench(*args)
+    assert result.returncode == 0, result.stderr
+    assert "τw sfda" in result.stdout and "digits-bench" in result.stdout
+
+    report = json.loads((out / "bench.json").read_text())
+    stored = json.loads(gt_file.read_text())["targets"]["digits-bench"]
+    assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(MODELS)
+    gt = report["ground_truth"]["digits-bench"]
+    assert all(0.0 <= v <= 1.0 for v in gt.values()) and gt == pytest.approx(stored["models"], abs=1e-6)
+    assert sorted(r["method"] for r in report["rows"]) == sorted(METHODS)
+    for row in report["rows"]:  # every metric recomputed directly from the raw predictions
+        pred = report["predictions"]["digits-bench"][row["method"]]
+        g, p = np.array([gt[m] for m in MODELS]), np.array([pred[m] for m in MODELS])
+        assert row["tau_sfda"] == pytest.approx(stats.weightedtau(g, p, rank=True).statistic)
+        assert row["tau_spider"] == pytest.approx(stats.weightedtau(g, p, rank=None).statistic)
+        assert row["pearson"] == pytest.approx(stats.pearsonr(g, p).statistic)
+        assert row["regret_top1"] == pytest.approx(g.max() - g[np.argmax(p)])
+        assert row["forward_passes"] == 3
+    for method in ("leep", "nce"):
+        assert all(v <= 0 for v in report["predictions"]["digits-bench"][method].values())
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Few-shot mode reuses the stored ground truth and reports a 95% CI over the trials.
+    before = gt_file.read_text()
+    result = _bench(*args[:-2 * len(METHODS)], "--method", "logme", "--shots", "3", "--trials", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    assert gt_file.read_text() == before
+    row = json.loads((out / "bench.json").read_text())["rows"][0]
+    assert row["method"] == "logme" and row["tau_sfda_ci95"] >= 0 and -1 <= row["tau_sfda"] <= 1
