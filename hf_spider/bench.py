@@ -21,12 +21,15 @@ import numpy as np
 from scipy import stats
 
 from . import evaluation, scores
+from .embedder import embed_model, embed_task, rank_by_embedding
 from .errors import InvalidInputError
 from .features import Features, extract_features
 from .groundtruth import linear_probe
 from .tasks import Task, load_task
 
-__all__ = ["BenchReport", "GroundTruthStore", "model_key", "run_bench"]
+__all__ = ["BenchReport", "EmbedderSetup", "GroundTruthStore", "model_key", "run_bench"]
+
+EMBEDDER = "embedder"
 
 GROUND_TRUTH_PROTOCOL = (
     "linear probe: standardised frozen features, logistic regression (ridge for real targets), "
@@ -69,6 +72,21 @@ class GroundTruthStore:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
+
+
+@dataclass(frozen=True)
+class EmbedderSetup:
+    """How the Standardized Embedder row is computed: the baseline and the reference set.
+
+    The zoo's model embeddings (the owners' side, once per model) are computed at the start of the
+    run from cached features; each target then costs one baseline forward pass and a task embedding.
+    """
+
+    baseline: str
+    reference: str
+    reference_split: str | None = None
+    max_per_class: int | None = 200
+    steps: int = 1000
 
 
 @dataclass
@@ -131,6 +149,7 @@ def run_bench(
     shots: int | None = None,
     trials: int = 10,
     max_per_class: int | None = None,
+    embedder: EmbedderSetup | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> BenchReport:
@@ -145,10 +164,15 @@ def run_bench(
             (default: an in-memory store, nothing written).
         shots: few-shot mode: score on ``shots`` examples per class, ``trials`` random draws.
         max_per_class: cap the examples per class of each split (for quick runs).
+        embedder: adds the Standardized Embedder's row (method ``"embedder"``) when given.
     """
     if len(zoo) < 2:
         raise InvalidInputError("bench needs at least 2 zoo models to rank")
     report = BenchReport(shots=shots)
+    if methods is not None and EMBEDDER in methods and embedder is None:
+        raise InvalidInputError("the embedder method needs a baseline and a reference set (--baseline, --reference)")
+    use_embedder = embedder is not None and (methods is None or EMBEDDER in methods)
+    vectors = _zoo_embeddings(zoo, embedder, seed, progress) if use_embedder else {}
     for target in targets:
         train = load_task(target, split="train", max_per_class=max_per_class, seed=seed)
         test = load_task(target, split="test", max_per_class=max_per_class, seed=seed)
@@ -159,8 +183,15 @@ def run_bench(
         forward_seconds = time.perf_counter() - forward_start
         gt = _ground_truth(name, zoo, train, test, train_feats, ground_truth, progress)
         report.ground_truth[name] = gt
-        target_methods = list(methods or scores.available(regression=True if train.regression else None))
+        target_methods = [m for m in methods or scores.available(regression=True if train.regression else None)
+                          if m != EMBEDDER]
         report.predictions[name] = {}
+        if use_embedder:
+            row, pred = _embedder_row(embedder, vectors, train, gt, shots=shots, trials=trials, seed=seed,
+                                      progress=progress)
+            report.rows.append({**row, "target": name})
+            if pred is not None:
+                report.predictions[name][EMBEDDER] = pred
         for method in target_methods:
             if train.regression and method not in scores.available(regression=True):
                 continue
@@ -188,7 +219,7 @@ def _bench_method(method: str, train: Task, train_feats: dict[str, Features], gt
     rng = np.random.default_rng(seed)
     trial_metrics, seconds = [], 0.0
     for _ in range(trials):
-        rows = _few_shot_rows(train.labels, shots, rng)
+        rows = _few_shot_rows(train.labels, shots, rng, train.regression)
         pred, s = _score_all(method, train_feats, train.labels, rows, train.regression)
         trial_metrics.append(_metrics(gt, pred))
         seconds += s
@@ -198,7 +229,48 @@ def _bench_method(method: str, train: Task, train_feats: dict[str, Features], gt
     return row, None
 
 
-def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
+def _zoo_embeddings(zoo: Sequence[str], setup: EmbedderSetup, seed: int, progress: bool) -> dict[str, np.ndarray]:
+    """Each zoo model's embedding over the baseline on the reference set (what owners publish)."""
+    reference = load_task(setup.reference, split=setup.reference_split, max_per_class=setup.max_per_class,
+                          seed=seed)
+    baseline = extract_features(setup.baseline, reference, progress=progress).features
+    return {model_key(m): embed_model(extract_features(m, reference, progress=progress).features, baseline,
+                                      steps=setup.steps, seed=seed, progress=False).vector
+            for m in zoo}
+
+
+def _embedder_row(setup: EmbedderSetup, vectors: dict[str, np.ndarray], train: Task, gt: dict[str, float], *,
+                  shots: int | None, trials: int, seed: int,
+                  progress: bool) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """The embedder's row: one baseline forward pass on the task, a task embedding, one sweep."""
+    start = time.perf_counter()
+    task_features = extract_features(setup.baseline, train, progress=progress).features
+    forward_s = time.perf_counter() - start
+
+    def rank(rows: np.ndarray | None) -> dict[str, float]:
+        x = task_features if rows is None else task_features[rows]
+        y = train.labels if rows is None else train.labels[rows]
+        u = embed_task(x, y, regression=train.regression, seed=seed, progress=False).vector
+        return dict(rank_by_embedding(u, vectors))
+
+    start = time.perf_counter()
+    row: dict[str, Any] = {"method": EMBEDDER, "forward_passes": 0, "forward_s": forward_s}
+    if shots is None:
+        pred = rank(None)
+        row.update(_metrics(gt, pred), score_s=time.perf_counter() - start)
+        return {**row, "wall_s": forward_s + row["score_s"]}, pred
+    rng = np.random.default_rng(seed)
+    trial_metrics = [_metrics(gt, rank(_few_shot_rows(train.labels, shots, rng, train.regression))) for _ in range(trials)]
+    for key in trial_metrics[0]:
+        row[key], row[f"{key}_ci95"] = _mean_ci([t[key] for t in trial_metrics])
+    row["score_s"] = (time.perf_counter() - start) / trials
+    return {**row, "wall_s": forward_s + row["score_s"]}, None
+
+
+def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator, regression: bool) -> np.ndarray:
+    """``shots`` random rows per class; for real targets (no classes), ``10 * shots`` random rows."""
+    if regression:
+        return rng.choice(len(labels), size=min(len(labels), 10 * shots), replace=False)
     classes = np.unique(labels)
     return np.concatenate([rng.choice(np.flatnonzero(labels == c), size=min(shots, int((labels == c).sum())),
                                       replace=False) for c in classes])

@@ -101,13 +101,27 @@ def bench(
     shots: Annotated[int | None, typer.Option(help="Few-shot: examples per class for scoring.")] = None,
     trials: Annotated[int, typer.Option(help="Few-shot draws (mean ± 95% CI).")] = 10,
     max_per_class: Annotated[int | None, typer.Option(help="Cap examples per class (quick runs).")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Embedder baseline model (default with the bundled zoo: its resnet18-all-mix).")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Embedder reference set DATASET[:split] (default: reference-mix under --data-root).")] = None,
+    embed_steps: Annotated[int, typer.Option(help="Model-embedding optimisation steps.")] = 1000,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
 ) -> None:
     """Compare every ranking method with the ground truth on a zoo x targets."""
-    from .bench import GroundTruthStore, plot, render_table, run_bench
+    from .bench import EmbedderSetup, GroundTruthStore, plot, render_table, run_bench
 
-    models = _expand_zoo(zoo or [str(REPO_ROOT / "benchmarks" / "zoo" / "models")])
+    bundled = REPO_ROOT / "benchmarks" / "zoo" / "models"
+    models = _expand_zoo(zoo or [str(bundled)])
+    if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
+        baseline = str(bundled / "resnet18-all-mix")
+    if reference is None and (data_root / "reference-mix").is_dir():
+        reference = str(data_root / "reference-mix")
+    embedder = None
+    if baseline and reference:
+        ref_name, ref_split = _dataset_and_split(reference)
+        embedder = EmbedderSetup(baseline, ref_name, ref_split, steps=embed_steps)
     if targets:
         tasks = [str(data_root / t) if (data_root / t).is_dir() else t for t in targets]
     else:
@@ -115,7 +129,7 @@ def bench(
     if not tasks:
         raise typer.BadParameter(f"no target tasks given and none found under {data_root}", param_hint="--targets")
     report = run_bench(models, tasks, methods=method, ground_truth=GroundTruthStore(ground_truth), shots=shots,
-                       trials=trials, max_per_class=max_per_class, progress=not json_output)
+                       trials=trials, max_per_class=max_per_class, embedder=embedder, progress=not json_output)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / "bench.json")
     plot(report, out / "bench.png")

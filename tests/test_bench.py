@@ -44,8 +44,9 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     gt_file, out = tmp_path / "gt.json", tmp_path / "out"
     args = [a for m in zoo for a in ("--zoo", m)] + ["--targets", target, "--ground-truth", str(gt_file),
                                                      "--out", str(out)]
-    args += [a for m in METHODS for a in ("--method", m)]
-    result = _bench(*args)
+    args += [a for m in [*METHODS, "embedder"] for a in ("--method", m)]
+    embedder = ["--baseline", zoo[0], "--reference", f"{target}:train", "--embed-steps", "100"]
+    result = _bench(*args, *embedder)
     assert result.returncode == 0, result.stderr
     assert "τw sfda" in result.stdout and "digits-bench" in result.stdout
 
@@ -54,7 +55,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(MODELS)
     gt = report["ground_truth"]["digits-bench"]
     assert all(0.0 <= v <= 1.0 for v in gt.values()) and gt == pytest.approx(stored["models"], abs=1e-6)
-    assert sorted(r["method"] for r in report["rows"]) == sorted(METHODS)
+    assert sorted(r["method"] for r in report["rows"]) == sorted([*METHODS, "embedder"])
     for row in report["rows"]:  # every metric recomputed directly from the raw predictions
         pred = report["predictions"]["digits-bench"][row["method"]]
         g, p = np.array([gt[m] for m in MODELS]), np.array([pred[m] for m in MODELS])
@@ -62,14 +63,14 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
         assert row["tau_spider"] == pytest.approx(stats.weightedtau(g, p, rank=None).statistic)
         assert row["pearson"] == pytest.approx(stats.pearsonr(g, p).statistic)
         assert row["regret_top1"] == pytest.approx(g.max() - g[np.argmax(p)])
-        assert row["forward_passes"] == 3
+        assert row["forward_passes"] == (0 if row["method"] == "embedder" else 3)
     for method in ("leep", "nce"):
         assert all(v <= 0 for v in report["predictions"]["digits-bench"][method].values())
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Few-shot mode reuses the stored ground truth and reports a 95% CI over the trials.
     before = gt_file.read_text()
-    result = _bench(*args[:-2 * len(METHODS)], "--method", "logme", "--shots", "3", "--trials", "4", "--json")
+    result = _bench(*args[:-2 * (len(METHODS) + 1)], "--method", "logme", "--shots", "3", "--trials", "4", "--json")
     assert result.returncode == 0, result.stderr
     assert gt_file.read_text() == before
     row = json.loads((out / "bench.json").read_text())["rows"][0]

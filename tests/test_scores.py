@@ -521,3 +521,15 @@ def test_validation_messages(task, call, message):
     f, labels, probs = task
     with pytest.raises(InvalidInputError, match=message):
         call(f, labels, probs)
+
+
+def test_logme_stays_finite_when_features_interpolate_the_targets():
+    """Few-shot: with n <= d the features can fit a one-hot target exactly (beta -> inf); duplicated
+    rows make F Fᵀ singular too. The evidence must stay finite (regression guard for few-shot bench)."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(5), 3)
+    features = np.maximum(rng.normal(size=(15, 64)), 0)
+    features[1] = features[0]  # a duplicated image
+    fit = scores.logme_fit(features, y)
+    assert np.isfinite(fit.evidence).all() and np.isfinite(fit.alpha).all() and np.isfinite(fit.beta).all()
+    assert np.isfinite(scores.score("logme", features=features, labels=y))

@@ -15,6 +15,7 @@ from hf_spider.scores._validation import ClassLabels, check_features, check_labe
 __all__ = ["LogMEFit", "logme", "logme_fit"]
 
 _TINY = 1e-300
+_RESIDUAL_FLOOR = 1e-12
 
 
 class LogMEFit(NamedTuple):
@@ -51,10 +52,12 @@ def _logme_fixed_point(f: torch.Tensor, y: torch.Tensor, fty: torch.Tensor, tol:
 
     def moments(alpha, beta, z2, y2):  # gamma, |m|², |Fm − y|², m = (t I + FᵀF)⁻¹ Fᵀ y, t = alpha/beta
         t = alpha / beta
-        den = sigma + t
+        den = (sigma + t).clamp_min(_TINY)
         gamma = (sigma / den).sum(0)
         m2 = (z2 / den.square()).sum(0).clamp_min(_TINY)
-        res2 = (y2 - (z2 * (sigma + 2 * t) / den.square()).sum(0)).clamp_min(_TINY)
+        # With n <= d the features can interpolate a target (residual -> 0, beta -> inf): bound the
+        # residual at a 1e-12 fraction of the target's energy so the fixed point stays finite.
+        res2 = (y2 - (z2 * (sigma + 2 * t) / den.square()).sum(0)).clamp_min(_RESIDUAL_FLOOR * y2)
         return gamma, m2, res2
 
     alpha, beta = torch.ones_like(y2), torch.ones_like(y2)
