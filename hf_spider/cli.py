@@ -189,7 +189,7 @@ def embed(
 @app.command()
 def scan(
     baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
-    filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",  # noqa: A002
+    filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",
     author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

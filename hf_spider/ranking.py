@@ -61,7 +61,7 @@ def select_models(
     baseline: str = DEFAULT_BASELINE,
     rerank: int = 0,
     rerank_score: str = "logme",
-    filter: str = "hf-spider",  # noqa: A002 - the Hub's name for it
+    filter: str = "hf-spider",
     author: str | None = None,
     search: str | None = None,
     gamma: float | str = "auto",

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 from huggingface_hub import HfApi
 from scipy import stats
-
-from conftest import FIXTURES
 
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
 MODELS = ["resnet10-animals", "resnet10-wesnoth", "resnet18-emoji-google"]
@@ -75,3 +74,20 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert gt_file.read_text() == before
     row = json.loads((out / "bench.json").read_text())["rows"][0]
     assert row["method"] == "logme" and row["tau_sfda_ci95"] >= 0 and -1 <= row["tau_sfda"] <= 1
+
+
+@pytest.mark.slow
+def test_full_bench_on_the_development_targets(tmp_path: Path):
+    """`hf_spider bench` with its defaults: the bundled zoo on every tgt-*/reg-* target (about 30 min
+    on 2 CPU cores). Needs the offline data pack: set HF_SPIDER_OFFLINE_DATA to its folder."""
+    root = os.environ.get("HF_SPIDER_OFFLINE_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("set HF_SPIDER_OFFLINE_DATA to the offline data pack to run the full benchmark")
+    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "bench", "--data-root", root, "--out",
+                             str(tmp_path), "--ground-truth", str(tmp_path / "gt.json"), "--json"],
+                            capture_output=True, text=True, timeout=7200, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    targets = {p.name for p in Path(root).iterdir() if p.name.startswith(("tgt-", "reg-"))}
+    assert set(report["ground_truth"]) == targets
+    assert {r["method"] for r in report["rows"]} >= {"logme", "leep", "nce", "h_score", "embedder"}

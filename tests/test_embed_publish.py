@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
-from conftest import FIXTURES
 from hf_spider.errors import InvalidArtifactError
 from hf_spider.hub.embeddings import embedding_path, fetch_embedding, parse_embedding, serialize_embedding
 
@@ -58,7 +58,7 @@ def test_embed_publishes_one_commit_and_reruns_are_no_ops(api: HfApi, embed_repo
     published = fetch_embedding(model, baseline, expected={"baseline": baseline})
     meta = published.metadata
     assert published.vector.shape == (128,) and published.vector.dtype == np.float32  # resnet10-animals: N=128
-    assert 0 <= published.vector.min() and published.vector.max() <= 1
+    assert published.vector.min() >= 0 and published.vector.max() <= 1
     assert meta["model_revision"] == before[0] and meta["steps"] == "300"
     assert meta["reference"] == "embed-tests/reference" and meta["reference_split"] == "train"
     assert 0 < float(meta["fidelity_to"]) <= 1 and 0 < float(meta["fidelity_from"]) <= 1

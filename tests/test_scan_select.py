@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 from huggingface_hub import HfApi
 
-from conftest import FIXTURES
 from hf_spider import scores
 from hf_spider.backbones import load_backbone
 from hf_spider.embedder.pipeline import embed_repo
@@ -58,7 +58,7 @@ def test_scan_indexes_valid_embeddings_skips_bad_ones_and_rescans_incrementally(
 
     again = scan(BASELINE, author=ORG, index_dir=tmp_path, progress=False)
     assert again.downloaded == 0
-    for a, b in zip(first.entries, again.entries):
+    for a, b in zip(first.entries, again.entries, strict=True):
         assert a.repo_id == b.repo_id and np.array_equal(a.vector, b.vector)
 
     api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id=published[0])  # new sha

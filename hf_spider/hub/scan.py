@@ -114,7 +114,7 @@ def _fetch(repo_id: str, sha: str, filename: str, expected: dict[str, str] | Non
 def scan(
     baseline: str,
     *,
-    filter: str | Iterable[str] = HF_SPIDER_TAG,  # noqa: A002 - the Hub's name for it
+    filter: str | Iterable[str] = HF_SPIDER_TAG,
     author: str | None = None,
     search: str | None = None,
     expected: dict[str, str] | None = None,

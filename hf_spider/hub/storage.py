@@ -263,9 +263,9 @@ class HubStorage:
         """A branch name, ``refs/pr/N`` or a full commit oid -> the commit."""
         revision = revision or "main"
         oid = state.refs.get(revision) or state.refs.get(revision.removeprefix("refs/heads/"))
-        if oid is None and _OID_RE.match(revision):
-            if (self._repo_dir(state.repo_type, state.repo_id) / "commits" / f"{revision}.json").exists():
-                oid = revision
+        commits = self._repo_dir(state.repo_type, state.repo_id) / "commits"
+        if oid is None and _OID_RE.match(revision) and (commits / f"{revision}.json").exists():
+            oid = revision
         if oid is None:
             raise RevisionNotFound(f"Invalid rev id: {revision}")
         return state.head if state.head and oid == state.head.oid else self._read_commit(state, oid)
