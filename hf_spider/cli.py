@@ -223,6 +223,8 @@ def select(
     split: Annotated[str | None, typer.Option(help="Split to use (default: the alias's, else train).")] = None,
     baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
+    shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
+    method: Annotated[str, typer.Option(help="Ranking method (embedder).")] = "embedder",
     rerank: Annotated[int, typer.Option(help="Forward passes allowed: re-rank the top K.")] = 0,
     rerank_score: Annotated[str, typer.Option(help="Forward-based score for re-ranking.")] = "logme",
     author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
@@ -234,7 +236,9 @@ def select(
     from .ranking import select_models
     from .tasks import load_task
 
-    task = load_task(dataset, split=split, max_per_class=max_per_class)
+    if method != "embedder":
+        raise typer.BadParameter(f"unknown method {method!r}; available: embedder", param_hint="--method")
+    task = load_task(dataset, split=split, max_per_class=max_per_class, shots=shots)
     result = select_models(task, baseline=baseline, rerank=rerank, rerank_score=rerank_score, author=author,
                            search=search, progress=not json_output)
     if json_output:
@@ -244,10 +248,11 @@ def select(
 
     table = Table(title=f"Models for {task.name} ({len(task)} images) by {result.method}: "
                         f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
-    for col in ("rank", "repo", "score", "fidelity", *(("re-rank",) if rerank else ())):
-        table.add_column(col, justify="right" if col != "repo" else "left")
+    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if rerank else ())):
+        table.add_column(col, justify="left" if col in ("repo", "baseline") else "right")
     for i, c in enumerate(result.candidates[:top]):
         table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", f"{min(c.fidelity):.3f}",
+                      baseline, c.published[:10],
                       *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if rerank else ()))
     console.print(table)
     if result.skipped:

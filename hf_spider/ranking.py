@@ -30,6 +30,7 @@ class Candidate:
     repo_id: str
     score: float
     fidelity: tuple[float, float]
+    published: str = ""  # when the embedding was computed (ISO date)
     rerank_score: float | None = None
 
 
@@ -49,7 +50,8 @@ class Selection:
             "method": self.method, "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
             "gamma": None if self.task_embedding is None else self.task_embedding.gamma,
             "ranking": [{"rank": i + 1, "repo_id": c.repo_id, "score": c.score, "fidelity_to": c.fidelity[0],
-                         "fidelity_from": c.fidelity[1], "rerank_score": c.rerank_score}
+                         "fidelity_from": c.fidelity[1], "published": c.published,
+                         "rerank_score": c.rerank_score}
                         for i, c in enumerate(self.candidates)],
             "skipped": self.skipped,
         }
@@ -96,7 +98,7 @@ def select_models(
     task_embedding = embed_task(task_features, task.labels, regression=task.regression, gamma=gamma,
                                 progress=progress)
     by_repo = {e.repo_id: e for e in entries}
-    ranked = [Candidate(repo, float(s), by_repo[repo].fidelity)
+    ranked = [Candidate(repo, float(s), by_repo[repo].fidelity, by_repo[repo].metadata["created_at"])
               for repo, s in rank_by_embedding(task_embedding.vector, {e.repo_id: e.vector for e in entries})]
     k = min(rerank, len(ranked))
     if k:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from hf_spider.tasks import load_task
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
 ORG = "scan-tests"
 BASELINE = f"{ORG}/resnet10-animals"
-MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "resnet10-glyphs"]
+MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "resnet10-glyphs", "convnext-papirus", "vit-papirus"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def published(api: HfApi) -> list[str]:
 def test_scan_indexes_valid_embeddings_skips_bad_ones_and_rescans_incrementally(api, published, tmp_path):
     first = scan(BASELINE, author=ORG, index_dir=tmp_path, progress=False)
     assert sorted(e.repo_id for e in first.entries) == sorted(published)
-    assert first.downloaded == 4  # three valid files and the broken one
+    assert first.downloaded == 6  # five valid files and the broken one
     assert "header" in first.skipped[f"{ORG}/broken"]
     assert "no hf_spider/" in first.skipped[f"{ORG}/no-file"]
     assert f"{ORG}/resnet10-animals" not in first.skipped  # the baseline is not tagged: not listed at all
@@ -70,7 +71,7 @@ def test_scan_indexes_valid_embeddings_skips_bad_ones_and_rescans_incrementally(
 def test_select_ranks_by_fuzzy_intersection_and_reranks_only_the_top_k(published):
     task = load_task(f"{ORG}/reference", split="test")
     plain = select_models(task, baseline=BASELINE, author=ORG, progress=False)
-    assert plain.forward_passes == 0 and len(plain.candidates) == 3
+    assert plain.forward_passes == 0 and len(plain.candidates) == 5
     vectors = scan(BASELINE, author=ORG, progress=False).vectors
     u = plain.task_embedding.vector
     expected = sorted(((float(np.minimum(u, v).sum()), repo) for repo, v in vectors.items()), key=lambda t: -t[0])
@@ -79,7 +80,7 @@ def test_select_ranks_by_fuzzy_intersection_and_reranks_only_the_top_k(published
 
     reranked = select_models(task, baseline=BASELINE, author=ORG, rerank=2, progress=False)
     assert reranked.forward_passes == 2
-    assert reranked.candidates[2].repo_id == plain.candidates[2].repo_id  # below the budget: untouched
+    assert [c.repo_id for c in reranked.candidates[2:]] == [c.repo_id for c in plain.candidates[2:]]  # untouched
     top = reranked.candidates[:2]
     assert {c.repo_id for c in top} == {c.repo_id for c in plain.candidates[:2]}
     for c in top:
@@ -94,5 +95,18 @@ def test_select_cli_prints_json(published):
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert [r["rank"] for r in out["ranking"]] == [1, 2, 3] and out["forward_passes"] == 0
+    assert [r["rank"] for r in out["ranking"]] == [1, 2, 3, 4, 5] and out["forward_passes"] == 0
     assert set(out["skipped"]) == {f"{ORG}/broken", f"{ORG}/no-file"}
+
+
+def test_select_cli_table_few_shot(published):
+    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
+                             "--baseline", BASELINE, "--author", ORG, "--shots", "4"],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "(40 images)" in result.stdout and "published" in result.stdout
+    assert all(repo in result.stdout for repo in published)
+    bad = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
+                          "--method", "nope"], capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode != 0 and "unknown method 'nope'" in bad.stderr
