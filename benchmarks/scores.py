@@ -132,10 +132,10 @@ def main() -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="BLAS / OpenMP / torch threads for everything timed, ours and the reference (default 1: on the "
-        "2-vCPU development VM a second thread brought no speed-up and made small torch ops ~20x and "
-        "LAPACK reductions ~30x slower); 0 keeps the libraries' defaults",
+        default=0,
+        help="BLAS / OpenMP / torch threads for everything timed, ours and the reference (default 0: the "
+        "libraries' defaults, one per core; use 1 on a machine shared with other jobs, where spinning "
+        "BLAS threads can slow LAPACK reductions many times over)",
     )
     args = parser.parse_args()
     if args.threads > 0:
