@@ -39,9 +39,19 @@ class Recipe:
     lr: float = 2e-3
 
 
-R = lambda w: {"channels": (w, 2 * w, 4 * w, 8 * w), "stem_width": w}  # noqa: E731 - ResNet widths
-VIT = lambda d, depth: {"img_size": 32, "patch_size": 4, "embed_dim": d, "depth": depth, "num_heads": d // 32}  # noqa: E731
-CNX = lambda w: {"dims": (w, 2 * w, 4 * w, 8 * w), "depths": (1, 1, 3, 1)}  # noqa: E731
+def R(w: int) -> dict:
+    """ResNet stage widths w, 2w, 4w, 8w."""
+    return {"channels": (w, 2 * w, 4 * w, 8 * w), "stem_width": w}
+
+
+def VIT(d: int, depth: int) -> dict:
+    """ViT at 32 px with 4x4 patches, width d, heads of 32 channels."""
+    return {"img_size": 32, "patch_size": 4, "embed_dim": d, "depth": depth, "num_heads": d // 32}
+
+
+def CNX(w: int) -> dict:
+    """ConvNeXt stage widths w..8w, depths 1-1-3-1."""
+    return {"dims": (w, 2 * w, 4 * w, 8 * w), "depths": (1, 1, 3, 1)}
 
 RECIPES: list[Recipe] = [
     # ResNets of several widths and depths, one per source, plus mixes
