@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
@@ -451,11 +450,3 @@ def _byte_range(first: str, last: str, size: int) -> tuple[int, int]:
         return max(size - int(last), 0), size - 1
     return int(first), min(int(last) if last else size - 1, size - 1)
 
-
-def serve(root: str | os.PathLike[str], *, port: int = 8080, token: str | None = None) -> None:
-    """Serve forever in the foreground (what ``hf_spider hub serve`` runs)."""
-    server = HubServer(Path(root), port=port, token=token)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
