@@ -12,9 +12,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import scores
 from .backbones import load_backbone
-from .embedder import TaskEmbedding, embed_task, rank_by_embedding
+from .embedder import TaskEmbedding, embed_task, rank_rows
 from .embedder.pipeline import DEFAULT_BASELINE
 from .errors import InvalidInputError
 from .features import extract_features
@@ -87,19 +89,21 @@ def select_models(
         raise InvalidInputError(f"no comparable embedding over {baseline}@{revision[:12]} found on the Hub"
                                 + (f" ({len(skipped)} repos skipped)" if skipped else ""))
     chosen = groups.most_common(1)[0][0]
-    entries = []
-    for e in found.entries:
-        if tuple(e.metadata[k] for k in COMPATIBILITY_KEYS) == chosen:
-            entries.append(e)
-        else:
-            skipped[e.repo_id] = "embedded against another baseline revision or reference set"
-
     task_features = extract_features(base, task, progress=progress).features
     task_embedding = embed_task(task_features, task.labels, regression=task.regression, gamma=gamma,
                                 progress=progress)
+    entries = []
+    for e in found.entries:  # sorted by repo id
+        if tuple(e.metadata[k] for k in COMPATIBILITY_KEYS) != chosen:
+            skipped[e.repo_id] = "embedded against another baseline revision or reference set"
+        elif e.vector.shape != task_embedding.vector.shape:
+            skipped[e.repo_id] = f"embedding has {e.vector.size} values, the baseline {task_embedding.vector.size}"
+        else:
+            entries.append(e)
     by_repo = {e.repo_id: e for e in entries}
-    ranked = [Candidate(repo, float(s), by_repo[repo].fidelity, by_repo[repo].metadata["created_at"])
-              for repo, s in rank_by_embedding(task_embedding.vector, {e.repo_id: e.vector for e in entries})]
+    matrix = np.stack([e.vector for e in entries]) if entries else np.zeros((0, task_embedding.vector.size))
+    ranked = [Candidate(repo, s, by_repo[repo].fidelity, by_repo[repo].metadata["created_at"])
+              for repo, s in rank_rows(task_embedding.vector, matrix, list(by_repo))]
     k = min(rerank, len(ranked))
     if k:
         head = ranked[:k]

@@ -11,7 +11,7 @@ Everything here runs on cached feature arrays; extraction and Hub publication li
 """
 
 from hf_spider.embedder.model_embedding import AffineMaps, ModelEmbedding, embed_model, fidelity
-from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding
+from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding, rank_rows
 from hf_spider.embedder.task_embedding import DEFAULT_GAMMA_GRID, TaskEmbedding, choose_gamma, embed_task
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "fidelity",
     "fuzzy_intersection",
     "rank_by_embedding",
+    "rank_rows",
 ]

@@ -11,7 +11,7 @@ revision and the reference set match (checked where embeddings are loaded, not h
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,9 @@ import numpy as np
 from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
 
-__all__ = ["fuzzy_intersection", "rank_by_embedding"]
+__all__ = ["fuzzy_intersection", "rank_by_embedding", "rank_rows"]
+
+_CHUNK = 4096  # rows per block of the sweep (a 4096 x 512 float32 temporary is 8 MiB)
 
 
 def _check_embeddings(x: Any, name: str, n: int | None = None) -> np.ndarray:
@@ -77,6 +79,20 @@ def rank_by_embedding(task_vector: Any, model_vectors: Mapping[str, Any]) -> lis
     matrix = _check_embeddings(
         np.stack([np.asarray(model_vectors[k], dtype=np.float64) for k in names]), "model embeddings", n=u.shape[0]
     )  # [M, N]
-    scores = np.minimum(matrix, u[None, :]).sum(1)  # I(u, v_m) for every model at once
-    order = np.lexsort((np.arange(len(names)), -scores))  # names are sorted: index order = name order
-    return [(names[i], float(scores[i])) for i in order]
+    return rank_rows(u, matrix, names)
+
+
+def rank_rows(task_vector: np.ndarray, matrix: np.ndarray, names: Sequence[str]) -> list[tuple[str, float]]:
+    """The sweep of :func:`rank_by_embedding` on embeddings validated already (e.g. by ``scan``).
+
+    ``matrix`` [M, N] holds one model embedding per row, named by ``names`` in sorted order (so that
+    equal scores come out in name order); ``task_vector`` [N]. Vectorised in row blocks that keep the
+    ``np.minimum`` temporary in cache.
+    """
+    u = task_vector.astype(matrix.dtype)[None, :]
+    scores = np.empty(len(matrix), dtype=np.float64)
+    for start in range(0, len(matrix), _CHUNK):
+        block = matrix[start : start + _CHUNK]
+        scores[start : start + len(block)] = np.minimum(block, u).sum(1)  # I(u, v_m), pairwise sum
+    order = np.argsort(-scores, kind="stable")  # ties keep index order = name order
+    return list(zip([names[i] for i in order], scores[order].tolist(), strict=True))
