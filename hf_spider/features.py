@@ -31,6 +31,7 @@ import torch
 
 from . import __version__
 from .backbones import Backbone, load_backbone
+from .constants import cache_root
 from .errors import InvalidInputError
 from .tasks import Task
 
@@ -68,8 +69,7 @@ class Features:
 
 def default_cache_dir() -> Path:
     """``$HF_SPIDER_CACHE/features`` if set, else ``~/.cache/hf_spider/features``."""
-    root = os.environ.get("HF_SPIDER_CACHE")
-    return Path(root).expanduser() / "features" if root else Path.home() / ".cache" / "hf_spider" / "features"
+    return cache_root() / "features"
 
 
 def cache_key(backbone: Backbone, task: Task, *, with_source_probs: bool, precision: str = "fp32") -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import cache_root
 from ..errors import InvalidArtifactError
 from .embeddings import HF_SPIDER_TAG, PublishedEmbedding, baseline_slug, embedding_path, parse_embedding
 
@@ -49,9 +50,8 @@ def default_index_dir(baseline: str) -> Path:
     """Index folder for ``baseline`` on the current endpoint (indexes of different Hubs never mix)."""
     from huggingface_hub import constants
 
-    root = Path(os.environ.get("HF_SPIDER_CACHE", Path.home() / ".cache" / "hf_spider")).expanduser()
     endpoint = hashlib.sha256(constants.ENDPOINT.encode()).hexdigest()[:12]
-    return root / "index" / endpoint / baseline_slug(baseline)
+    return cache_root() / "index" / endpoint / baseline_slug(baseline)
 
 
 def _load_index(folder: Path) -> dict[str, dict[str, Any]]:
