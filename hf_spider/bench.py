@@ -9,10 +9,11 @@ Few-shot mode scores on K examples per class (``shots``), mean ± 95% CI over ``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,15 +130,15 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
 
 
 def _score_all(method: str, feats: dict[str, Features], labels: np.ndarray, rows: np.ndarray | None,
-               regression: bool) -> tuple[dict[str, float], float]:
-    start = time.perf_counter()
+               regression: bool) -> dict[str, float]:
+    """``method``'s score of every zoo model, on all rows of the task or on ``rows``."""
     out = {}
     for model, f in feats.items():
         x = f.features if rows is None else f.features[rows]
         probs = None if f.source_probs is None else (f.source_probs if rows is None else f.source_probs[rows])
         y = labels if rows is None else labels[rows]
         out[model] = scores.score(method, features=x, labels=y, source_probs=probs, regression=regression)
-    return out, time.perf_counter() - start
+    return out
 
 
 def run_bench(
@@ -187,45 +188,49 @@ def run_bench(
                           if m != EMBEDDER]
         report.predictions[name] = {}
         if use_embedder:
-            row, pred = _embedder_row(embedder, vectors, train, gt, shots=shots, trials=trials, seed=seed,
-                                      progress=progress)
-            report.rows.append({**row, "target": name})
+            start = time.perf_counter()
+            task_features = extract_features(embedder.baseline, train, progress=progress).features
+            embed_forward_s = time.perf_counter() - start
+            row, pred = _rank_quality(_embedder_ranking(vectors, task_features, train, seed), train, gt, shots=shots, trials=trials, seed=seed)
+            report.rows.append({"method": EMBEDDER, **row, "target": name, "forward_passes": 0,
+                                "forward_s": embed_forward_s, "wall_s": embed_forward_s + row["score_s"]})
             if pred is not None:
                 report.predictions[name][EMBEDDER] = pred
         for method in target_methods:
             if train.regression and method not in scores.available(regression=True):
                 continue
+            rank = functools.partial(_score_all, method, train_feats, train.labels, regression=train.regression)
             try:
-                row, pred = _bench_method(method, train, train_feats, gt, shots=shots, trials=trials, seed=seed)
+                row, pred = _rank_quality(rank, train, gt, shots=shots, trials=trials, seed=seed)
             except InvalidInputError as e:  # e.g. GBC with one example per class: reported, not fatal
                 report.skipped.append({"method": method, "target": name, "reason": str(e)})
                 continue
-            row.update(target=name, forward_passes=len(zoo), forward_s=forward_seconds,
-                       wall_s=forward_seconds + row["score_s"])
-            report.rows.append(row)
+            report.rows.append({"method": method, **row, "target": name, "forward_passes": len(zoo),
+                                "forward_s": forward_seconds, "wall_s": forward_seconds + row["score_s"]})
             if pred is not None:
                 report.predictions[name][method] = pred
     return report
 
 
-def _bench_method(method: str, train: Task, train_feats: dict[str, Features], gt: dict[str, float], *,
-                  shots: int | None, trials: int, seed: int) -> tuple[dict[str, Any], dict[str, float] | None]:
-    """``method``'s ranking quality against ``gt`` (one row), and its scores (full-data mode only)."""
-    row: dict[str, Any] = {"method": method}
+def _rank_quality(rank: Callable[[np.ndarray | None], dict[str, float]], train: Task, gt: dict[str, float], *,
+                  shots: int | None, trials: int,
+                  seed: int) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """Metrics of one ranking against ``gt`` and its seconds per ranking (``score_s``).
+
+    ``rank(rows)`` scores the zoo from the task's ``rows`` (``None``: all). Full-data mode also
+    returns the scores; few-shot mode reports mean and 95% CI over ``trials`` draws.
+    """
+    start = time.perf_counter()
     if shots is None:
-        pred, seconds = _score_all(method, train_feats, train.labels, None, train.regression)
-        row.update(_metrics(gt, pred), score_s=seconds)
-        return row, pred
+        pred = rank(None)
+        return {**_metrics(gt, pred), "score_s": time.perf_counter() - start}, pred
     rng = np.random.default_rng(seed)
-    trial_metrics, seconds = [], 0.0
-    for _ in range(trials):
-        rows = _few_shot_rows(train.labels, shots, rng, train.regression)
-        pred, s = _score_all(method, train_feats, train.labels, rows, train.regression)
-        trial_metrics.append(_metrics(gt, pred))
-        seconds += s
+    trial_metrics = [_metrics(gt, rank(_few_shot_rows(train.labels, shots, rng, train.regression)))
+                     for _ in range(trials)]
+    row: dict[str, Any] = {}
     for key in trial_metrics[0]:
         row[key], row[f"{key}_ci95"] = _mean_ci([t[key] for t in trial_metrics])
-    row["score_s"] = seconds / trials
+    row["score_s"] = (time.perf_counter() - start) / trials
     return row, None
 
 
@@ -239,13 +244,9 @@ def _zoo_embeddings(zoo: Sequence[str], setup: EmbedderSetup, seed: int, progres
             for m in zoo}
 
 
-def _embedder_row(setup: EmbedderSetup, vectors: dict[str, np.ndarray], train: Task, gt: dict[str, float], *,
-                  shots: int | None, trials: int, seed: int,
-                  progress: bool) -> tuple[dict[str, Any], dict[str, float] | None]:
-    """The embedder's row: one baseline forward pass on the task, a task embedding, one sweep."""
-    start = time.perf_counter()
-    task_features = extract_features(setup.baseline, train, progress=progress).features
-    forward_s = time.perf_counter() - start
+def _embedder_ranking(vectors: dict[str, np.ndarray], task_features: np.ndarray, train: Task,
+                      seed: int) -> Callable[[np.ndarray | None], dict[str, float]]:
+    """The embedder's ranking from the baseline's features of the task: a task embedding, one sweep."""
 
     def rank(rows: np.ndarray | None) -> dict[str, float]:
         x = task_features if rows is None else task_features[rows]
@@ -253,18 +254,7 @@ def _embedder_row(setup: EmbedderSetup, vectors: dict[str, np.ndarray], train: T
         u = embed_task(x, y, regression=train.regression, seed=seed, progress=False).vector
         return dict(rank_by_embedding(u, vectors))
 
-    start = time.perf_counter()
-    row: dict[str, Any] = {"method": EMBEDDER, "forward_passes": 0, "forward_s": forward_s}
-    if shots is None:
-        pred = rank(None)
-        row.update(_metrics(gt, pred), score_s=time.perf_counter() - start)
-        return {**row, "wall_s": forward_s + row["score_s"]}, pred
-    rng = np.random.default_rng(seed)
-    trial_metrics = [_metrics(gt, rank(_few_shot_rows(train.labels, shots, rng, train.regression))) for _ in range(trials)]
-    for key in trial_metrics[0]:
-        row[key], row[f"{key}_ci95"] = _mean_ci([t[key] for t in trial_metrics])
-    row["score_s"] = (time.perf_counter() - start) / trials
-    return {**row, "wall_s": forward_s + row["score_s"]}, None
+    return rank
 
 
 def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator, regression: bool) -> np.ndarray:
