@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import ModelLoadError, UnsafeArtifactError
 
-__all__ = ["Backbone", "check_weight_files", "load_backbone", "parse_model_id"]
+__all__ = ["Backbone", "check_weight_files", "load_backbone", "model_key", "parse_model_id"]
 
 Library = Literal["timm", "transformers"]
 SAFE_SUFFIXES = (".safetensors",)
@@ -109,6 +109,11 @@ class Backbone:
                 handle.remove()
             return _pool_hf_output(captured[-1]), logits
         return _pool_hf_output(self.model(pixel_values=pixel_values, return_dict=True)), None
+
+
+def model_key(model_id: str) -> str:
+    """The zoo-wide name of a model: a Hub id's or folder's last component (revision dropped)."""
+    return Path(model_id.removeprefix("hf-hub:").split("@", 1)[0].rstrip("/")).name
 
 
 def load_backbone(

@@ -1,9 +1,10 @@
 """Benchmark ranking methods on a model zoo x target tasks against ground-truth transfer.
 
 For every target: extract each zoo model's features on the train and test splits (cached),
-obtain the ground truth (stored, or computed by a linear probe and stored), score every model
-with every method, and compare each method's ranking with the ground truth: weighted Kendall τ
-(both conventions), top-1/top-3 regret, Pearson, forward passes of candidates used, wall time.
+obtain the ground truth (stored, or computed — by a linear probe, or by fine-tuning on request —
+and stored), score every model with every method, and compare each method's ranking with the
+ground truth: weighted Kendall τ (both conventions), top-1/top-3 regret, Pearson, forward passes
+of candidates used, wall time.
 Few-shot mode scores on K examples per class (``shots``), mean ± 95% CI over ``trials`` draws.
 """
 
@@ -22,50 +23,61 @@ import numpy as np
 from scipy import stats
 
 from . import evaluation, scores
-from .embedder import embed_model, embed_task, rank_by_embedding
+from .backbones import model_key
+from .embedder import embed_task, rank_by_embedding
+from .embedder.zoo import EmbedderSetup, embed_zoo
 from .errors import InvalidInputError
 from .features import Features, extract_features
-from .groundtruth import linear_probe
+from .groundtruth import fine_tune, fine_tune_protocol, linear_probe
+from .spider.model import SpiderRanker
+from .spider.predict import order_to_scores, rank_models
 from .tasks import Task, load_task
 
-__all__ = ["BenchReport", "EmbedderSetup", "GroundTruthStore", "model_key", "run_bench"]
+__all__ = ["FINE_TUNE", "GROUND_TRUTH_PROTOCOLS", "LINEAR_PROBE", "BenchReport", "EmbedderSetup", "GroundTruthStore",
+           "model_key", "run_bench"]
 
 EMBEDDER = "embedder"
+SPIDER = "spider"
 
-GROUND_TRUTH_PROTOCOL = (
-    "linear probe: standardised frozen features, logistic regression (ridge for real targets), "
-    "C (alpha) chosen on a stratified 20% validation split of train, refit on train, scored on test"
-)
-
-
-def model_key(model_id: str) -> str:
-    """The zoo-wide name of a model: a Hub id's or folder's last component (revision dropped)."""
-    return Path(model_id.removeprefix("hf-hub:").split("@", 1)[0].rstrip("/")).name
+LINEAR_PROBE, FINE_TUNE = "linear-probe", "fine-tune"
+GROUND_TRUTH_PROTOCOLS = {  # name -> how its scores are computed (stored with them)
+    LINEAR_PROBE: "linear probe: standardised frozen features, logistic regression (ridge for real targets), "
+                  "C (alpha) chosen on a stratified 20% validation split of train, refit on train, scored on test",
+    FINE_TUNE: fine_tune_protocol(),
+}
 
 
 class GroundTruthStore:
-    """Versioned JSON of ground-truth scores: ``targets -> {metric, protocol, models: {key: value}}``.
+    """Versioned JSON of ground-truth scores, per target and protocol (linear probe and fine-tuning side by side)::
 
-    Reads what is there; :meth:`put` writes new entries back atomically, so a target computed
-    once is not recomputed. Without a path the store lives in memory only.
+        {"version": 2, "protocols": {name: description},
+         "targets": {target: {name: {"metric": "accuracy" | "r2", "models": {model key: value}}}}}
+
+    Reads what is there; :meth:`put` writes new entries back atomically, so a score computed once is
+    not recomputed. A protocol's description (:data:`GROUND_TRUTH_PROTOCOLS`) is stored with its
+    scores, and scores computed by another description are refused rather than mixed. Without a path
+    the store lives in memory only.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else None
-        self.data: dict[str, Any] = {"version": self.VERSION, "protocol": GROUND_TRUTH_PROTOCOL, "targets": {}}
+        self.data: dict[str, Any] = {"version": self.VERSION, "protocols": {}, "targets": {}}
         if self.path is not None and self.path.exists():
             self.data = json.loads(self.path.read_text())
             if self.data.get("version") != self.VERSION:
                 raise InvalidInputError(f"{self.path}: ground-truth format version {self.data.get('version')} "
                                         f"is not {self.VERSION}")
 
-    def get(self, target: str, model: str) -> float | None:
-        return self.data["targets"].get(target, {}).get("models", {}).get(model)
+    def get(self, target: str, model: str, protocol: str = LINEAR_PROBE) -> float | None:
+        self._check(protocol)
+        return self.data["targets"].get(target, {}).get(protocol, {}).get("models", {}).get(model)
 
-    def put(self, target: str, metric: str, values: dict[str, float]) -> None:
-        entry = self.data["targets"].setdefault(target, {"metric": metric, "models": {}})
+    def put(self, target: str, metric: str, values: dict[str, float], protocol: str = LINEAR_PROBE) -> None:
+        self._check(protocol)
+        self.data["protocols"][protocol] = GROUND_TRUTH_PROTOCOLS[protocol]
+        entry = self.data["targets"].setdefault(target, {}).setdefault(protocol, {"metric": metric, "models": {}})
         entry["models"].update({k: round(float(v), 6) for k, v in values.items()})
         if self.path is None:
             return
@@ -74,20 +86,19 @@ class GroundTruthStore:
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
 
+    def _check(self, protocol: str) -> None:
+        """A known protocol whose stored scores (if any) were computed the way this code computes them."""
+        _check_protocol(protocol)
+        stored = self.data["protocols"].get(protocol)
+        if stored is not None and stored != GROUND_TRUTH_PROTOCOLS[protocol]:
+            raise InvalidInputError(f"{self.path}: its {protocol} ground truth was computed by another protocol "
+                                    f"({stored!r}); use another ground-truth file")
 
-@dataclass(frozen=True)
-class EmbedderSetup:
-    """How the Standardized Embedder row is computed: the baseline and the reference set.
 
-    The zoo's model embeddings (the owners' side, once per model) are computed at the start of the
-    run from cached features; each target then costs one baseline forward pass and a task embedding.
-    """
-
-    baseline: str
-    reference: str
-    reference_split: str | None = None
-    max_per_class: int | None = 200
-    steps: int = 1000
+def _check_protocol(protocol: str) -> None:
+    if protocol not in GROUND_TRUTH_PROTOCOLS:
+        raise InvalidInputError(f"unknown ground-truth protocol {protocol!r}; use one of "
+                                f"{', '.join(GROUND_TRUTH_PROTOCOLS)}")
 
 
 @dataclass
@@ -99,10 +110,12 @@ class BenchReport:
     ground_truth: dict[str, dict[str, float]] = field(default_factory=dict)  # target -> model -> value
     shots: int | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)  # (method, target) pairs that could not run
+    ground_truth_protocol: str = LINEAR_PROBE
 
     def to_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "predictions": self.predictions, "ground_truth": self.ground_truth,
-                "shots": self.shots, "skipped": self.skipped, "ground_truth_protocol": GROUND_TRUTH_PROTOCOL}
+                "shots": self.shots, "skipped": self.skipped, "ground_truth_protocol": self.ground_truth_protocol,
+                "ground_truth_protocol_description": GROUND_TRUTH_PROTOCOLS[self.ground_truth_protocol]}
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
@@ -147,10 +160,13 @@ def run_bench(
     *,
     methods: Sequence[str] | None = None,
     ground_truth: GroundTruthStore | None = None,
+    ground_truth_protocol: str = LINEAR_PROBE,
     shots: int | None = None,
     trials: int = 10,
     max_per_class: int | None = None,
     embedder: EmbedderSetup | None = None,
+    ranker: SpiderRanker | None = None,
+    rerank: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> BenchReport:
@@ -163,17 +179,27 @@ def run_bench(
         methods: score names (default: every registered score that fits each target).
         ground_truth: where stored ground truth is read and newly computed entries are kept
             (default: an in-memory store, nothing written).
+        ground_truth_protocol: :data:`LINEAR_PROBE` (default) or :data:`FINE_TUNE` (slow: trains every
+            model whose score is not stored yet).
         shots: few-shot mode: score on ``shots`` examples per class, ``trials`` random draws.
         max_per_class: cap the examples per class of each split (for quick runs).
         embedder: adds the Standardized Embedder's row (method ``"embedder"``) when given.
+        ranker: adds Model Spider's rows: ``"spider"`` (no forward pass of candidates) and
+            ``"spider+rerankK"`` (K = ``rerank``, default the ranker's validated budget). Its encoder
+            and embedding baseline must be ``embedder.baseline`` (the bundled zoo's ranker is).
     """
     if len(zoo) < 2:
         raise InvalidInputError("bench needs at least 2 zoo models to rank")
-    report = BenchReport(shots=shots)
+    _check_protocol(ground_truth_protocol)
+    report = BenchReport(shots=shots, ground_truth_protocol=ground_truth_protocol)
     if methods is not None and EMBEDDER in methods and embedder is None:
         raise InvalidInputError("the embedder method needs a baseline and a reference set (--baseline, --reference)")
     use_embedder = embedder is not None and (methods is None or EMBEDDER in methods)
-    vectors = _zoo_embeddings(zoo, embedder, seed, progress) if use_embedder else {}
+    if ranker is not None:
+        _check_ranker(ranker, embedder)
+        rerank = ranker.default_rerank if rerank is None else rerank
+    vectors = ({model_key(m): v for m, v in embed_zoo(zoo, embedder, seed=seed, progress=progress).items()}
+               if use_embedder or ranker is not None else {})
     for target in targets:
         train = load_task(target, split="train", max_per_class=max_per_class, seed=seed)
         test = load_task(target, split="test", max_per_class=max_per_class, seed=seed)
@@ -182,20 +208,30 @@ def run_bench(
         train_feats = {model_key(m): extract_features(m, train, with_source_probs=True, progress=progress)
                        for m in zoo}
         forward_seconds = time.perf_counter() - forward_start
-        gt = _ground_truth(name, zoo, train, test, train_feats, ground_truth, progress)
+        gt = _ground_truth(name, zoo, train, test, train_feats, ground_truth, ground_truth_protocol, progress)
         report.ground_truth[name] = gt
         target_methods = [m for m in methods or scores.available(regression=True if train.regression else None)
-                          if m != EMBEDDER]
+                          if m not in (EMBEDDER, SPIDER)]
         report.predictions[name] = {}
-        if use_embedder:
+
+        def add(method: str, rank: Callable[[np.ndarray | None], dict[str, float]], forward_passes: int,
+                forward_s: float, name: str = name, gt: dict[str, float] = gt, train: Task = train) -> None:
+            row, pred = _rank_quality(rank, train, gt, shots=shots, trials=trials, seed=seed)
+            report.rows.append({"method": method, **row, "target": name, "forward_passes": forward_passes,
+                                "forward_s": forward_s, "wall_s": forward_s + row["score_s"]})
+            if pred is not None:
+                report.predictions[name][method] = pred
+
+        if use_embedder or ranker is not None:
             start = time.perf_counter()
             task_features = extract_features(embedder.baseline, train, progress=progress).features
-            embed_forward_s = time.perf_counter() - start
-            row, pred = _rank_quality(_embedder_ranking(vectors, task_features, train, seed), train, gt, shots=shots, trials=trials, seed=seed)
-            report.rows.append({"method": EMBEDDER, **row, "target": name, "forward_passes": 0,
-                                "forward_s": embed_forward_s, "wall_s": embed_forward_s + row["score_s"]})
-            if pred is not None:
-                report.predictions[name][EMBEDDER] = pred
+            baseline_s = time.perf_counter() - start
+        if use_embedder:
+            add(EMBEDDER, _embedder_ranking(vectors, task_features, train, seed), 0, baseline_s)
+        if ranker is not None:  # the encoder is the embedder's baseline (checked above): one pass serves both
+            for k in sorted({0, rerank}):
+                add(SPIDER if k == 0 else f"{SPIDER}+rerank{k}", _spider_ranking(
+                    ranker, task_features, train, train_feats, vectors, k), k, baseline_s)
         for method in target_methods:
             if train.regression and method not in scores.available(regression=True):
                 continue
@@ -234,16 +270,6 @@ def _rank_quality(rank: Callable[[np.ndarray | None], dict[str, float]], train: 
     return row, None
 
 
-def _zoo_embeddings(zoo: Sequence[str], setup: EmbedderSetup, seed: int, progress: bool) -> dict[str, np.ndarray]:
-    """Each zoo model's embedding over the baseline on the reference set (what owners publish)."""
-    reference = load_task(setup.reference, split=setup.reference_split, max_per_class=setup.max_per_class,
-                          seed=seed)
-    baseline = extract_features(setup.baseline, reference, progress=progress).features
-    return {model_key(m): embed_model(extract_features(m, reference, progress=progress).features, baseline,
-                                      steps=setup.steps, seed=seed, progress=False).vector
-            for m in zoo}
-
-
 def _embedder_ranking(vectors: dict[str, np.ndarray], task_features: np.ndarray, train: Task,
                       seed: int) -> Callable[[np.ndarray | None], dict[str, float]]:
     """The embedder's ranking from the baseline's features of the task: a task embedding, one sweep."""
@@ -253,6 +279,33 @@ def _embedder_ranking(vectors: dict[str, np.ndarray], task_features: np.ndarray,
         y = train.labels if rows is None else train.labels[rows]
         u = embed_task(x, y, regression=train.regression, seed=seed, progress=False).vector
         return dict(rank_by_embedding(u, vectors))
+
+    return rank
+
+
+def _check_ranker(ranker: SpiderRanker, embedder: EmbedderSetup | None) -> None:
+    """The bench computes one baseline pass per target and the zoo's embeddings over that baseline."""
+    if embedder is None:
+        raise InvalidInputError("the spider rows need the embedder setup (its baseline is the ranker's encoder)")
+    for role, model in (("encoder", ranker.encoder), ("embedding baseline", ranker.baseline)):
+        if model is not None and model_key(model) != model_key(embedder.baseline):
+            raise InvalidInputError(f"the ranker's {role} {model} is not the bench baseline {embedder.baseline}")
+
+
+def _spider_ranking(ranker: SpiderRanker, task_features: np.ndarray, train: Task, train_feats: dict[str, Features],
+                    vectors: dict[str, np.ndarray], rerank: int) -> Callable[[np.ndarray | None], dict[str, float]]:
+    """Model Spider's ranking of the zoo; the top ``rerank`` re-ranked with the models' own features."""
+    keys = list(train_feats)
+    embeddings = np.stack([vectors[k] for k in keys]) if ranker.token_source == "embedding" else None
+    by_key = {model_key(m): m for m in ranker.models}
+    models = [by_key.get(k, k) for k in keys] if ranker.token_source == "table" else None
+
+    def rank(rows: np.ndarray | None) -> dict[str, float]:
+        sel = slice(None) if rows is None else rows
+        ranking = rank_models(ranker, task_features[sel], train.labels[sel], models=models, embeddings=embeddings,
+                              regression=train.regression, rerank=rerank,
+                              candidate_features=lambda i: train_feats[keys[i]].features[sel])
+        return dict(zip(keys, order_to_scores(ranking.order), strict=True))
 
     return rank
 
@@ -267,19 +320,23 @@ def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator, reg
 
 
 def _ground_truth(target: str, zoo: Sequence[str], train: Task, test: Task, train_feats: dict[str, Features],
-                  store: GroundTruthStore | None, progress: bool) -> dict[str, float]:
+                  store: GroundTruthStore | None, protocol: str, progress: bool) -> dict[str, float]:
+    """Every zoo model's ground truth on ``target``: stored, or computed and stored model by model
+    (an interrupted fine-tuning run keeps what it finished)."""
     store = store if store is not None else GroundTruthStore()
-    values = {m: store.get(target, m) for m in train_feats}
-    missing = [m for m in zoo if values[model_key(m)] is None]
-    computed = {}
-    for model in missing:
-        test_feats = extract_features(model, test, progress=progress)
+    values = {}
+    for model in zoo:
         key = model_key(model)
-        computed[key] = linear_probe(train_feats[key].features, train.labels, test_feats.features, test.labels,
-                                     regression=train.regression).score
-    if computed:
-        store.put(target, "r2" if train.regression else "accuracy", computed)
-    return {m: (values[m] if values[m] is not None else computed[m]) for m in train_feats}
+        values[key] = store.get(target, key, protocol)
+        if values[key] is None:
+            if protocol == FINE_TUNE:
+                values[key] = fine_tune(model, train, test).score
+            else:
+                test_feats = extract_features(model, test, progress=progress)
+                values[key] = linear_probe(train_feats[key].features, train.labels, test_feats.features,
+                                           test.labels, regression=train.regression).score
+            store.put(target, "r2" if train.regression else "accuracy", {key: values[key]}, protocol)
+    return values
 
 
 def render_table(report: BenchReport):
@@ -335,7 +392,7 @@ def plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
             p = np.array([pred[m] for m in models])
             span = np.ptp(p) or 1.0
             ax.scatter([gt[m] for m in models], (p - p.min()) / span, s=12, label=method, alpha=0.7)
-        ax.set_xlabel("ground truth (linear probe)")
+        ax.set_xlabel(f"ground truth ({report.ground_truth_protocol})")
         ax.set_ylabel("predicted score (min-max scaled)")
         ax.set_title(target)
     if report.predictions:

@@ -71,6 +71,7 @@ def hub_serve(
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_RANKER = REPO_ROOT / "benchmarks" / "zoo" / "ranker"
 
 
 def _expand_zoo(entries: list[str]) -> list[str]:
@@ -98,6 +99,9 @@ def bench(
                                             help="Folder of offline datasets.")] = REPO_ROOT.parent / "shared" / "offline_data",
     ground_truth: Annotated[Path, typer.Option(help="Ground-truth JSON read and extended.")] = (
         REPO_ROOT / "benchmarks" / "zoo" / "ground_truth.json"),
+    ground_truth_protocol: Annotated[str, typer.Option(
+        help="Ground truth to rank against, computed where the JSON lacks it: linear-probe (frozen features) "
+             "or fine-tune (trains every model: slow).")] = "linear-probe",
     shots: Annotated[int | None, typer.Option(help="Few-shot: examples per class for scoring.")] = None,
     trials: Annotated[int, typer.Option(help="Few-shot draws (mean ± 95% CI).")] = 10,
     max_per_class: Annotated[int | None, typer.Option(help="Cap examples per class (quick runs).")] = None,
@@ -106,6 +110,10 @@ def bench(
     reference: Annotated[str | None, typer.Option(
         help="Embedder reference set DATASET[:split] (default: reference-mix under --data-root).")] = None,
     embed_steps: Annotated[int, typer.Option(help="Model-embedding optimisation steps.")] = 1000,
+    ranker: Annotated[str | None, typer.Option(
+        help="Model Spider ranker (folder or Hub repo) for the spider rows (default with the bundled zoo: "
+             "benchmarks/zoo/ranker).")] = None,
+    rerank: Annotated[int | None, typer.Option(help="Spider re-ranking budget (default: the ranker's).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
 ) -> None:
@@ -122,14 +130,23 @@ def bench(
     if baseline and reference:
         ref_name, ref_split = _dataset_and_split(reference)
         embedder = EmbedderSetup(baseline, ref_name, ref_split, steps=embed_steps)
+    if ranker is None and not zoo and (BUNDLED_RANKER / "config.json").exists():
+        ranker = str(BUNDLED_RANKER)
+    spider = None
+    if ranker is not None:
+        from .spider.hub import load_ranker
+
+        spider = load_ranker(ranker)
     if targets:
         tasks = [str(data_root / t) if (data_root / t).is_dir() else t for t in targets]
     else:
         tasks = sorted(str(p) for p in data_root.glob("*") if p.name.startswith(("tgt-", "reg-")))
     if not tasks:
         raise typer.BadParameter(f"no target tasks given and none found under {data_root}", param_hint="--targets")
-    report = run_bench(models, tasks, methods=method, ground_truth=GroundTruthStore(ground_truth), shots=shots,
-                       trials=trials, max_per_class=max_per_class, embedder=embedder, progress=not json_output)
+    report = run_bench(models, tasks, methods=method, ground_truth=GroundTruthStore(ground_truth),
+                       ground_truth_protocol=ground_truth_protocol, shots=shots,
+                       trials=trials, max_per_class=max_per_class, embedder=embedder, ranker=spider, rerank=rerank,
+                       progress=not json_output)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / "bench.json")
     plot(report, out / "bench.png")
@@ -138,6 +155,75 @@ def bench(
     else:
         console.print(render_table(report))
         console.print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
+
+
+ZOO_ORG = "hf-spider-zoo"  # where the demo publishes the bundled zoo; the bundled ranker names its models so
+DEFAULT_POOL = ("src-animal-mnist:test", "src-clipart-symbols:test", "src-emoji-apple:test", "src-emoji-google:test",
+                "src-glyphs-a:test", "src-icons-breeze-oxygen:test", "src-icons-papirus:test", "src-wesnoth-a:test",
+                "aux-emoji-facebook:train", "aux-emoji-facebook:test")
+
+
+@app.command("train-ranker")
+def train_ranker_command(
+    zoo: Annotated[list[str] | None, typer.Option(
+        help="Models the ranker learns (Hub ids or folders; a folder of model folders expands). "
+             "Default: the bundled micro zoo.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Leave these zoo models out (by name).")] = None,
+    pool: Annotated[list[str] | None, typer.Option(
+        help="Labelled datasets DATASET[:split] to sample training and validation tasks from "
+             "(names under --data-root or Hub ids). Default: the offline src-* test splits and aux-*.")] = None,
+    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets.")] = (
+        REPO_ROOT.parent / "shared" / "offline_data"),
+    encoder: Annotated[str | None, typer.Option(
+        help="General encoder for task tokens (default with the bundled zoo: its resnet18-all-mix).")] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Embedder reference set DATASET[:split] for embedding tokens (default: reference-mix).")] = None,
+    token_source: Annotated[str, typer.Option(help="Model tokens: embedding (new models need no retraining) or "
+                                                   "table (the paper).")] = "embedding",
+    train_tasks: Annotated[int, typer.Option(help="Training tasks to sample.")] = 80,
+    validation_tasks: Annotated[int, typer.Option(help="Validation tasks (linear-probe ground truth).")] = 16,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    names_org: Annotated[str, typer.Option(help="Organisation the ranker records for models given as folders.")] = (
+        ZOO_ORG),
+    out: Annotated[Path | None, typer.Option(help="Save the ranker (config.json, model.safetensors, README.md) here.")] = None,
+    push: Annotated[str | None, typer.Option(help="Push the ranker to this Hub repo.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the training report as JSON.")] = False,
+) -> None:
+    """Train a Model Spider ranker on a zoo (features cached), choose its re-ranking budget, save/push it."""
+    from .backbones import model_key
+    from .embedder.zoo import EmbedderSetup
+    from .spider import RankerRecipe, train_ranker
+    from .spider.training import TrainConfig
+    from .tasks import load_task
+
+    bundled = REPO_ROOT / "benchmarks" / "zoo" / "models"
+    models = [m for m in _expand_zoo(zoo or [str(bundled)]) if model_key(m) not in set(exclude or [])]
+    encoder = encoder or str(bundled / "resnet18-all-mix")
+    reference = reference or str(data_root / "reference-mix")
+    datasets = []
+    for entry in pool or DEFAULT_POOL:
+        name, split = _dataset_and_split(entry)
+        datasets.append(load_task(str(data_root / name) if (data_root / name).is_dir() else name, split=split))
+    ref_name, ref_split = _dataset_and_split(reference)
+    names = [f"{names_org}/{model_key(m)}" if Path(m).is_dir() else m for m in models]
+    recipe = RankerRecipe(encoder=encoder, embedder=EmbedderSetup(encoder, ref_name, ref_split),
+                          token_source=token_source, train_tasks=train_tasks, validation_tasks=validation_tasks,
+                          training=TrainConfig(epochs=epochs))
+    ranker, report = train_ranker(models, datasets, recipe, names=names, progress=not json_output)
+    if out is not None:
+        ranker.save_pretrained(out)
+    if push is not None:
+        ranker.push_to_hub(push, model_card_kwargs={"repo_id": push})
+    if json_output:
+        console.print_json(data=report.to_json())
+        return
+    console.print(f"Supervision: Copeland of {' + '.join(report.label_scores)}; seconds per phase: {report.seconds}")
+    console.print("Validation weighted τ by re-ranking budget k: "
+                  + ", ".join(f"k={k}: {v:.3f}" for k, v in report.validation_tau.items())
+                  + f"  -> default k = {report.default_rerank}")
+    for where in (out, push):
+        if where is not None:
+            console.print(f"Saved the ranker to {where}")
 
 
 def _dataset_and_split(text: str) -> tuple[str, str | None]:
@@ -224,23 +310,36 @@ def select(
     baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
     shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
-    method: Annotated[str, typer.Option(help="Ranking method (embedder).")] = "embedder",
-    rerank: Annotated[int, typer.Option(help="Forward passes allowed: re-rank the top K.")] = 0,
+    method: Annotated[str, typer.Option(help="Ranking method: embedder, spider or spider+embedder.")] = "embedder",
+    ranker: Annotated[str | None, typer.Option(help="Model Spider ranker (Hub repo or folder) for the spider methods.")] = None,
+    rerank: Annotated[int | None, typer.Option(
+        help="Forward passes allowed: re-rank the top K (spider default: the ranker's validated K; else 0).")] = None,
     rerank_score: Annotated[str, typer.Option(help="Forward-based score for re-ranking.")] = "logme",
     author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
     top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    verified_only: Annotated[bool, typer.Option(
+        help="Only models whose current commit passed `hf_spider verify` on this machine.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Rank every model that published an embedding for your task (no forward pass of candidates)."""
-    from .ranking import select_models
+    """Rank every model that published an embedding for your task (no forward pass of candidates unless --rerank)."""
+    from .ranking import METHODS, select_models
     from .tasks import load_task
 
-    if method != "embedder":
-        raise typer.BadParameter(f"unknown method {method!r}; available: embedder", param_hint="--method")
+    if method not in METHODS:
+        raise typer.BadParameter(f"unknown method {method!r}; available: {', '.join(METHODS)}", param_hint="--method")
+    if method != "embedder" and ranker is None:
+        raise typer.BadParameter(f"--method {method} needs --ranker REPO_OR_FOLDER", param_hint="--ranker")
+    spider = None
+    if ranker is not None and method != "embedder":
+        from .spider.hub import load_ranker
+
+        spider = load_ranker(ranker)
+    rerank = (spider.default_rerank if spider is not None else 0) if rerank is None else rerank
     task = load_task(dataset, split=split, max_per_class=max_per_class, shots=shots)
-    result = select_models(task, baseline=baseline, rerank=rerank, rerank_score=rerank_score, author=author,
-                           search=search, progress=not json_output)
+    result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=rerank,
+                           rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
+                           progress=not json_output)
     if json_output:
         console.print_json(data=result.to_json())
         return
@@ -248,15 +347,110 @@ def select(
 
     table = Table(title=f"Models for {task.name} ({len(task)} images) by {result.method}: "
                         f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
-    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if rerank else ())):
+    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if rerank else ()),
+                "flags"):
         table.add_column(col, justify="left" if col in ("repo", "baseline") else "right")
     for i, c in enumerate(result.candidates[:top]):
         table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", f"{min(c.fidelity):.3f}",
                       baseline, c.published[:10],
-                      *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if rerank else ()))
+                      *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if rerank else ()),
+                      ", ".join(f.split(":", 1)[0] for f in c.flags))
     console.print(table)
+    for c in result.candidates[:top]:
+        for flag in c.flags:
+            console.print(f"[yellow]flagged[/] {c.repo_id}: {flag}", highlight=False)
     if result.skipped:
         console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
+
+
+@app.command()
+def verify(
+    repo_id: Annotated[str, typer.Argument(help="Model repo whose published embedding to recompute.")],
+    baseline: Annotated[str, typer.Option(help="Baseline the embedding is over.")] = "timm/resnet18.a1_in1k",
+    tolerance: Annotated[float | None, typer.Option(
+        help="Largest mean |published - recomputed| per value that passes (default 0.02).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Recompute a published embedding with its recorded settings and compare; exit 1 if it does not match."""
+    from .verify import DEFAULT_TOLERANCE, verify_repo
+
+    report = verify_repo(repo_id, baseline=baseline, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                         progress=not json_output)
+    if json_output:
+        console.print_json(data=report.to_json())
+    else:
+        if report.mean_abs is not None:
+            console.print(f"{repo_id}@{report.repo_sha[:8]}: |published - recomputed| mean {report.mean_abs:.4f}, "
+                          f"max {report.max_abs:.4f}, L1 {report.l1:.2f}; mass excess {report.mass_excess:+.4f} "
+                          f"per value (tolerance {report.tolerance})", highlight=False)
+        for flag in report.flags:
+            console.print(f"[yellow]flagged[/] {flag}", highlight=False)
+        for reason in report.reasons:
+            console.print(f"[red]failed[/] {reason}", highlight=False)
+        console.print("[green]verified[/]" if report.passed else "[red]NOT verified[/]")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for ranking.png, spider.png and demo.json.")] = Path(
+        "hf_spider_demo"),
+    root: Annotated[Path | None, typer.Option(
+        help="Keep the local Hub and its caches in this folder (default: a temporary one); "
+             "a second run reuses what is there.")] = None,
+    model: Annotated[list[str] | None, typer.Option(hidden=True, help="Zoo models to publish (quick runs).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """The whole idea in a few minutes: publish the micro zoo to a local Hub and rank it for a small task."""
+    import torch
+
+    from .demo import local_hub, render, rich_steps, run_demo
+
+    torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
+    with local_hub(root) as url:
+        if json_output:
+            console.print_json(data=run_demo(out, models=model).to_json())
+            return
+        console.print(f"A local Hub serves at {url}; hf_spider talks to it as it would to huggingface.co.")
+        with rich_steps(console) as step:
+            result = run_demo(out, models=model, step=step)
+        render(result, console)
+
+
+@app.command()
+def chart(
+    repos: Annotated[list[str], typer.Argument(help="Models to draw (each published an embedding over --baseline).")],
+    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    tasks: Annotated[list[str] | None, typer.Option(
+        help="Tasks whose groups are the axes: Hub dataset ids or folders (default: the bundled ones).")] = None,
+    split: Annotated[str, typer.Option(help="Split of --tasks to use.")] = "train",
+    groups: Annotated[int | None, typer.Option(help="Number of task groups (default: one per task).")] = None,
+    author: Annotated[str | None, typer.Option(help="Compare only with models of this user or organisation.")] = None,
+    search: Annotated[str | None, typer.Option(help="Compare only with repos whose id contains this.")] = None,
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("spider.png"),
+    json_output: Annotated[bool, typer.Option("--json", help="Print the abilities as JSON.")] = False,
+) -> None:
+    """Spider chart (Model Spider §5.4): each model's ability by task group, from published embeddings."""
+    from .charts import chart_published
+    from .tasks import load_task
+
+    named = {Path(t).name if Path(t).is_dir() else t.split("/")[-1]: load_task(t, split=split) for t in tasks or []}
+    table = chart_published(repos, baseline, out, tasks=named or None, n_groups=groups, author=author, search=search,
+                            progress=not json_output)
+    if json_output:
+        console.print_json(data={"groups": table.groups, "out": str(out),
+                                 "abilities": {m: table.of(m) for m in repos}})
+        return
+    from rich.table import Table
+
+    view = Table(title=f"Ability by task group, relative to {len(table.models)} models (1 = the best of them)")
+    for col in ("model", *table.groups):
+        view.add_column(col, justify="left" if col == "model" else "right")
+    for m in repos:
+        view.add_row(m, *(f"{v:.2f}" for v in table.of(m).values()))
+    console.print(view)
+    console.print(f"Wrote {out}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DatasetError",
     "HfSpiderError",
+    "HubUnavailableError",
     "InvalidArtifactError",
     "InvalidInputError",
     "ModelLoadError",
@@ -39,3 +40,7 @@ class UnsafeArtifactError(HfSpiderError):
 
 class InvalidArtifactError(HfSpiderError):
     """A file downloaded from the Hub (embedding, ranker, cache) fails validation."""
+
+
+class HubUnavailableError(HfSpiderError):
+    """The Hub kept failing (timeouts, dropped connections, 429/5xx answers) through hf_spider's bounded retries."""

@@ -11,6 +11,11 @@ process gets all ``n`` rows in the task's order. One process is the same code pa
 Cache: one safetensors file per (model + commit or weights hash, task fingerprint, source probabilities
 on/off, preprocessing, precision), written atomically by the main process only. A hit does no forward
 pass; a corrupt or mismatched file is ignored (with a warning) and recomputed.
+
+Checkpoints: a long extraction (more than ``checkpoint_rows`` rows, e.g. the 50,000 ImageNet validation
+images of the embedder's default reference set) saves every finished chunk of rows atomically in
+``<key>.partial/`` next to the cache file; a killed run resumes from them, and the folder is removed once
+the cache file is written.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +42,13 @@ from .constants import cache_root
 from .errors import InvalidInputError
 from .tasks import Task
 
-__all__ = ["Features", "cache_key", "default_cache_dir", "default_num_workers", "extract_features"]
+__all__ = ["Features", "cache_key", "default_cache_dir", "default_checkpoint_rows", "default_num_workers",
+           "extract_features"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "1"
+CHECKPOINT_ROWS = 4096  # ~1 min of CPU work for a ResNet-50 at 224 px; 8 MB of checkpoint per 512 features
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Features:
         labels: the task's labels (``int64 [n]`` or float32 targets).
         model_id, revision, task_fingerprint: provenance (``revision`` is ``None`` for local/builtin models).
         from_cache: whether the arrays were read from the cache (no forward pass).
+        resumed_rows: rows read from the checkpoints of an interrupted run (no forward pass for those).
         cache_path: the cache file written or read, ``None`` when caching is off.
         stats: seconds spent ``waiting`` for batches, in ``forward`` and in ``total`` (0 on a cache hit).
     """
@@ -63,6 +73,7 @@ class Features:
     revision: str | None = None
     task_fingerprint: str = ""
     from_cache: bool = False
+    resumed_rows: int = 0
     cache_path: Path | None = None
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -70,6 +81,16 @@ class Features:
 def default_cache_dir() -> Path:
     """``$HF_SPIDER_CACHE/features`` if set, else ``~/.cache/hf_spider/features``."""
     return cache_root() / "features"
+
+
+def default_checkpoint_rows() -> int:
+    """Rows per checkpoint of a long extraction: ``$HF_SPIDER_CHECKPOINT_ROWS`` if set, else 4096."""
+    value = os.environ.get("HF_SPIDER_CHECKPOINT_ROWS", "").strip()
+    if not value:
+        return CHECKPOINT_ROWS
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInputError(f"HF_SPIDER_CHECKPOINT_ROWS must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def cache_key(backbone: Backbone, task: Task, *, with_source_probs: bool, precision: str = "fp32") -> str:
@@ -98,6 +119,7 @@ def extract_features(
     use_cache: bool = True,
     progress: bool = True,
     device: str | torch.device | None = None,
+    checkpoint_rows: int | None = None,
 ) -> Features:
     """Features (and optionally source-head probabilities) of ``backbone`` on every image of ``task``.
 
@@ -113,6 +135,8 @@ def extract_features(
         progress: show a progress bar (main process only).
         device: device of the forward pass; default: the backbone's device (a model id is loaded on CUDA
             when available), or each process's accelerate device when several processes run.
+        checkpoint_rows: with the cache on, an extraction of more rows saves each chunk of this many rows
+            as it finishes, so a killed run resumes there; default :func:`default_checkpoint_rows`.
 
     Raises:
         InvalidInputError: bad ``batch_size``/``num_workers``, or ``with_source_probs`` without a head.
@@ -124,6 +148,9 @@ def extract_features(
         raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers is not None and num_workers < 0:
         raise InvalidInputError(f"num_workers must be >= 0, got {num_workers}")
+    if checkpoint_rows is not None and checkpoint_rows < 1:
+        raise InvalidInputError(f"checkpoint_rows must be >= 1, got {checkpoint_rows}")
+    checkpoint_rows = checkpoint_rows or default_checkpoint_rows()
     state = _partial_state(PartialState)
     # one process: the given device, else the backbone's own (load_backbone picks CUDA when available);
     # several: each process on its accelerate device unless told otherwise
@@ -151,6 +178,8 @@ def extract_features(
             if not all(gather_object([cached is not None])):
                 cached = None
         if cached is not None:
+            if state.is_main_process:  # checkpoints left by a run killed after writing the cache
+                shutil.rmtree(_checkpoint_dir(path), ignore_errors=True)
             features, probs = cached
             return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
                             from_cache=True, cache_path=path, stats={"waiting": 0.0, "forward": 0.0, "total": 0.0})
@@ -158,12 +187,35 @@ def extract_features(
     start = time.perf_counter()
     per_process = math.ceil(n / state.num_processes)
     lo, hi = min(n, state.process_index * per_process), min(n, (state.process_index + 1) * per_process)
+    chunks = [range(a, min(a + checkpoint_rows, hi)) for a in range(lo, hi, checkpoint_rows)]
+    checkpoints = _checkpoint_dir(path) if path is not None and n > checkpoint_rows else None
+    done: dict[range, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    if checkpoints is not None:
+        for chunk in chunks:
+            if (arrays := _read_checkpoint(checkpoints, chunk, key=key, d=d, c_source=backbone.num_source_classes,
+                                           with_source_probs=with_source_probs)) is not None:
+                done[chunk] = arrays
+    resumed = sum(len(c) for c in done)
+    if resumed:
+        logger.info("Resuming features of %s on %s: %d of %d rows read from checkpoints in %s",
+                    backbone.model_id, task.name, resumed, hi - lo, checkpoints)
+    todo = [c for c in chunks if c not in done]
+
+    def finished(chunk: range, chunk_features: torch.Tensor, chunk_probs: torch.Tensor | None) -> None:
+        done[chunk] = (chunk_features, chunk_probs)
+        if checkpoints is not None:
+            _write_checkpoint(checkpoints, chunk, key=key, features=chunk_features, probs=chunk_probs)
+
     if num_workers is None:  # starting worker processes costs more than decoding a few batches in-line
-        num_workers = default_num_workers(state.num_processes) if hi - lo > 4 * batch_size else 0
-    local_features, local_probs, stats = _run(
-        backbone, task, range(lo, hi), batch_size=batch_size, num_workers=num_workers,
-        with_source_probs=with_source_probs, progress=progress and state.is_main_process,
-    )
+        num_workers = default_num_workers(state.num_processes) if hi - lo - resumed > 4 * batch_size else 0
+    stats = _run(backbone, task, todo, batch_size=batch_size, num_workers=num_workers,
+                 with_source_probs=with_source_probs, progress=progress and state.is_main_process,
+                 resumed=resumed, total=hi - lo, on_chunk=finished)
+    local_features = torch.cat([done[c][0] for c in chunks]) if chunks else torch.zeros(0, d)
+    local_probs = None
+    if with_source_probs:
+        local_probs = (torch.cat([done[c][1] for c in chunks]) if chunks
+                       else torch.zeros(0, backbone.num_source_classes))
     features = _gather_rows(local_features, state, per_process=per_process, n=n, width=d)
     probs = None
     if with_source_probs:
@@ -172,50 +224,56 @@ def extract_features(
 
     if use_cache and path is not None and state.is_main_process:
         _write_cache(path, key=key, backbone=backbone, task=task, features=features, probs=probs)
+        if checkpoints is not None:  # every process's chunks are in: gathered above
+            shutil.rmtree(checkpoints, ignore_errors=True)
     if state.num_processes > 1:
         state.wait_for_everyone()
     return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
-                    from_cache=False, cache_path=path, stats=stats)
+                    from_cache=False, resumed_rows=resumed, cache_path=path, stats=stats)
 
 
 # ------------------------------------------------------------------------------------------- the loop
 
 
 class _TaskImages(torch.utils.data.Dataset):
-    """Rows ``indices`` of a task, decoded to RGB and preprocessed by the backbone's transform."""
+    """The task's images, decoded to RGB and preprocessed by the backbone's transform."""
 
-    def __init__(self, task: Task, indices: range, transform: Any) -> None:
-        self.task, self.indices, self.transform = task, indices, transform
+    def __init__(self, task: Task, transform: Any) -> None:
+        self.task, self.transform = task, transform
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.task)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return self.transform(self.task.image(self.indices[i]))
+        return self.transform(self.task.image(i))
 
 
-def _run(backbone: Backbone, task: Task, indices: range, *, batch_size: int, num_workers: int,
-         with_source_probs: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+def _run(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int, num_workers: int,
+         with_source_probs: bool, progress: bool, resumed: int, total: int,
+         on_chunk: Callable[[range, torch.Tensor, torch.Tensor | None], None]) -> dict[str, float]:
+    """Forward every row of ``chunks``, in batches that never straddle two chunks; ``on_chunk`` gets each
+    finished chunk's features (and source probabilities). Returns seconds ``waiting`` for data and in ``forward``."""
     from tqdm.auto import tqdm
 
     device = backbone.device
     on_cuda = device.type == "cuda"
+    batches = [list(c[i:i + batch_size]) for c in chunks for i in range(0, len(c), batch_size)]
     loader = torch.utils.data.DataLoader(
-        _TaskImages(task, indices, backbone.transform), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers if len(indices) else 0, pin_memory=on_cuda,
-        persistent_workers=False, prefetch_factor=4 if num_workers and len(indices) else None,
+        _TaskImages(task, backbone.transform), batch_sampler=batches, num_workers=num_workers if batches else 0,
+        pin_memory=on_cuda, persistent_workers=False, prefetch_factor=4 if num_workers and batches else None,
     )
     model = backbone.model.eval()
     if on_cuda:
         model.to(memory_format=torch.channels_last)
-    features, probs = [], []
+    pending = iter(chunks)
+    chunk, features, probs, filled = next(pending, None), [], [], 0
     waiting = forward = 0.0
-    bar = tqdm(total=len(indices), desc=f"features {backbone.model_id}", unit="img", disable=not progress)
+    bar = tqdm(total=total, initial=resumed, desc=f"features {backbone.model_id}", unit="img", disable=not progress)
     with torch.inference_mode():
-        batches = iter(loader)
+        batches_iter = iter(loader)
         while True:
             t0 = time.perf_counter()
-            x = next(batches, None)
+            x = next(batches_iter, None)
             t1 = time.perf_counter()
             waiting += t1 - t0
             if x is None:
@@ -230,13 +288,12 @@ def _run(backbone: Backbone, task: Task, indices: range, *, batch_size: int, num
                 probs.append(torch.softmax(logits.float(), dim=-1).cpu())
             forward += time.perf_counter() - t1
             bar.update(len(x))
+            filled += len(x)
+            if filled == len(chunk):
+                on_chunk(chunk, torch.cat(features), torch.cat(probs) if with_source_probs else None)
+                chunk, features, probs, filled = next(pending, None), [], [], 0
     bar.close()
-    width = backbone.feature_dim
-    local_features = torch.cat(features) if features else torch.zeros(0, width)
-    local_probs = None
-    if with_source_probs:
-        local_probs = torch.cat(probs) if probs else torch.zeros(0, backbone.num_source_classes)
-    return local_features, local_probs, {"waiting": waiting, "forward": forward}
+    return {"waiting": waiting, "forward": forward}
 
 
 def _gather_rows(local: torch.Tensor, state: Any, *, per_process: int, n: int, width: int) -> np.ndarray:
@@ -340,6 +397,61 @@ def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, featur
         os.replace(tmp, path)
     except OSError as exc:
         logger.warning("Could not write feature cache %s: %s", path, exc)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_dir(path: Path) -> Path:
+    """``<key>.partial/`` next to the cache file ``<key>.safetensors``."""
+    return path.with_suffix(".partial")
+
+
+def _read_checkpoint(folder: Path, chunk: range, *, key: str, d: int, c_source: int | None,
+                     with_source_probs: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The saved rows of ``chunk`` if a valid checkpoint for ``key`` holds them, else ``None``."""
+    file = folder / f"rows-{chunk.start}-{chunk.stop}.safetensors"
+    if not file.is_file():
+        return None
+    from safetensors import safe_open
+
+    rows = len(chunk)
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+            features = f.get_tensor("features")
+            probs = f.get_tensor("source_probs") if with_source_probs else None
+        valid = (meta.get("key") == key and features.dtype == torch.float32 and tuple(features.shape) == (rows, d)
+                 and bool(torch.isfinite(features).all())
+                 and (probs is None or (probs.dtype == torch.float32 and tuple(probs.shape) == (rows, c_source))))
+    except Exception as exc:  # unreadable: written by another version, or damaged on disk
+        valid, meta = False, {"error": f"{type(exc).__name__}: {exc}"}
+    if not valid:
+        logger.warning("Ignoring feature checkpoint %s (%s); recomputing its rows.", file,
+                       meta.get("error", "does not match the request"))
+        return None
+    return features, probs
+
+
+def _write_checkpoint(folder: Path, chunk: range, *, key: str, features: torch.Tensor,
+                      probs: torch.Tensor | None) -> None:
+    """Save one finished chunk atomically (temp file, then ``os.replace``); a failure only costs the resume."""
+    from safetensors.torch import save_file
+
+    tensors = {"features": features.contiguous()}
+    if probs is not None:
+        tensors["source_probs"] = probs.contiguous()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"key": key, "rows": f"{chunk.start}-{chunk.stop}"})
+        os.replace(tmp, folder / f"rows-{chunk.start}-{chunk.stop}.safetensors")
+    except OSError as exc:
+        logger.warning("Could not write feature checkpoint in %s: %s", folder, exc)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -1,30 +1,43 @@
 """The user's side: rank every published model for a task, optionally re-rank the top-k.
 
-Standardized Embedder ranking needs no forward pass of any candidate: the task is embedded over
-the baseline (one forward pass of the baseline on the task), then each published model embedding
-is scored by fuzzy intersection. With a budget of ``rerank`` forward passes, the top candidates are
-loaded and re-ordered by a forward-based score on their own features.
+Candidates are the models that published an embedding over the baseline (``scan``). Methods:
+
+- ``embedder``: the task is embedded over the baseline (one forward pass of the baseline on the
+  task), each published model embedding is scored by fuzzy intersection; with a budget of
+  ``rerank`` forward passes, the top candidates are re-ordered by a forward-based score.
+- ``spider``: a trained Model Spider ranker scores every candidate with a model token in one
+  batched pass; with ``rerank`` forward passes it re-scores the top k with their own task tokens.
+- ``spider+embedder``: the mean of the two methods' ranks, then the spider's re-ranking.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import scores
-from .backbones import load_backbone
+from .backbones import load_backbone, model_key
 from .embedder import TaskEmbedding, embed_task, rank_rows
 from .embedder.pipeline import DEFAULT_BASELINE
 from .errors import InvalidInputError
 from .features import extract_features
 from .hub.embeddings import COMPATIBILITY_KEYS
 from .hub.scan import scan
+from .rankagg import borda
+from .spider.hub import load_ranker
+from .spider.model import SpiderRanker
+from .spider.predict import rank_models
 from .tasks import Task
+from .verify import embedding_flags, verification_records, verification_status
 
-__all__ = ["Candidate", "Selection", "select_models"]
+__all__ = ["METHODS", "Candidate", "Selection", "select_models"]
+
+#: The ranking methods offered to users (CLI, demo, Space), in the order they are shown.
+METHODS = ("embedder", "spider", "spider+embedder")
 
 
 @dataclass
@@ -34,6 +47,7 @@ class Candidate:
     fidelity: tuple[float, float]
     published: str = ""  # when the embedding was computed (ISO date)
     rerank_score: float | None = None
+    flags: list[str] = field(default_factory=list)  # implausible vector, failed verification (hf_spider.verify)
 
 
 @dataclass
@@ -53,7 +67,7 @@ class Selection:
             "gamma": None if self.task_embedding is None else self.task_embedding.gamma,
             "ranking": [{"rank": i + 1, "repo_id": c.repo_id, "score": c.score, "fidelity_to": c.fidelity[0],
                          "fidelity_from": c.fidelity[1], "published": c.published,
-                         "rerank_score": c.rerank_score}
+                         "rerank_score": c.rerank_score, "flags": c.flags}
                         for i, c in enumerate(self.candidates)],
             "skipped": self.skipped,
         }
@@ -62,6 +76,8 @@ class Selection:
 def select_models(
     task: Task,
     *,
+    method: str = "embedder",
+    ranker: str | SpiderRanker | None = None,
     baseline: str = DEFAULT_BASELINE,
     rerank: int = 0,
     rerank_score: str = "logme",
@@ -69,50 +85,111 @@ def select_models(
     author: str | None = None,
     search: str | None = None,
     gamma: float | str = "auto",
+    verified_only: bool = False,
     progress: bool = True,
 ) -> Selection:
     """Rank the models that published an embedding over ``baseline`` for ``task``.
 
-    Only embeddings computed with the same baseline revision and reference set as the majority are
-    comparable (SPEC §3.3); the others are reported in ``skipped``.
+    Only embeddings computed over the same baseline weights and reference set as the majority are
+    comparable (SPEC §3.3); the others are reported in ``skipped``. Each candidate carries the
+    warnings of :func:`hf_spider.verify.embedding_flags`; ``verified_only`` keeps only the repos whose
+    current commit passed ``hf_spider verify`` on this machine.
+
+    ``method`` is one of :data:`METHODS`; the spider methods need ``ranker`` (a Hub repo id or folder,
+    loaded by :func:`~hf_spider.spider.hub.load_ranker`, or a :class:`SpiderRanker`). ``rerank`` is the
+    forward-pass budget: ``rerank_score`` re-orders the embedder's top k, the spider re-ranks its own.
     """
     if rerank < 0:
         raise InvalidInputError("rerank must be >= 0")
+    if method not in METHODS:
+        raise InvalidInputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    if method != "embedder":
+        if ranker is None:
+            raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")
+        ranker = load_ranker(ranker) if isinstance(ranker, str) else ranker
     start = time.perf_counter()
     found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
     skipped = dict(found.skipped)
     base = load_backbone(baseline)
-    revision = base.revision or f"sha256:{base.weights_hash()}"
-    groups = Counter(tuple(e.metadata[k] for k in COMPATIBILITY_KEYS) for e in found.entries
-                     if e.metadata["baseline_revision"] == revision)
+    weights = f"sha256:{base.weights_hash()}"
+    groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in found.entries
+                     if e.metadata.get("baseline_weights") == weights)
     if not groups:
-        raise InvalidInputError(f"no comparable embedding over {baseline}@{revision[:12]} found on the Hub"
+        raise InvalidInputError(f"no comparable embedding over {baseline} (weights {weights[7:19]}) found on the Hub"
                                 + (f" ({len(skipped)} repos skipped)" if skipped else ""))
     chosen = groups.most_common(1)[0][0]
     task_features = extract_features(base, task, progress=progress).features
     task_embedding = embed_task(task_features, task.labels, regression=task.regression, gamma=gamma,
                                 progress=progress)
+    records = verification_records(baseline)
     entries = []
     for e in found.entries:  # sorted by repo id
-        if tuple(e.metadata[k] for k in COMPATIBILITY_KEYS) != chosen:
-            skipped[e.repo_id] = "embedded against another baseline revision or reference set"
+        if tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) != chosen:
+            skipped[e.repo_id] = "embedded against other baseline weights or another reference set"
         elif e.vector.shape != task_embedding.vector.shape:
             skipped[e.repo_id] = f"embedding has {e.vector.size} values, the baseline {task_embedding.vector.size}"
+        elif verified_only and not verification_status(e, records):
+            skipped[e.repo_id] = "not verified at its current commit (run `hf_spider verify REPO`)"
         else:
             entries.append(e)
     by_repo = {e.repo_id: e for e in entries}
     matrix = np.stack([e.vector for e in entries]) if entries else np.zeros((0, task_embedding.vector.size))
-    ranked = [Candidate(repo, s, by_repo[repo].fidelity, by_repo[repo].metadata["created_at"])
-              for repo, s in rank_rows(task_embedding.vector, matrix, list(by_repo))]
-    k = min(rerank, len(ranked))
-    if k:
-        head = ranked[:k]
-        for c in head:
-            f = extract_features(load_backbone(c.repo_id, revision=by_repo[c.repo_id].repo_sha), task,
-                                 with_source_probs="source_probs" in scores.info(rerank_score).needs,
-                                 progress=progress)
+    candidates = {e.repo_id: Candidate(e.repo_id, 0.0, e.fidelity, e.metadata["created_at"],
+                                       flags=embedding_flags(e, records)) for e in entries}
+    embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
+
+    def own_features(repo: str, with_source_probs: bool = False):  # one forward pass of a candidate
+        return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
+                                with_source_probs=with_source_probs, progress=progress)
+
+    if method == "embedder":
+        for repo, value in embedder_scores.items():
+            candidates[repo].score = value
+        ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
+        k = min(rerank, len(ranked))
+        needs_probs = "source_probs" in scores.info(rerank_score).needs
+        for c in ranked[:k]:
+            f = own_features(c.repo_id, needs_probs)
             c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
                                           source_probs=f.source_probs, regression=task.regression)
-        ranked[:k] = sorted(head, key=lambda c: (-c.rerank_score, c.repo_id))
-    method = "embedder" + (f"+rerank({rerank_score}, k={k})" if k else "")
-    return Selection(ranked, method, k, time.perf_counter() - start, task_embedding, skipped)
+        ranked[:k] = sorted(ranked[:k], key=lambda c: (-c.rerank_score, c.repo_id))
+        label = "embedder" + (f"+rerank({rerank_score}, k={k})" if k else "")
+    else:
+        ranked, k = _spider_rank(ranker, method, task, baseline, task_features, entries, candidates, embedder_scores,
+                                 rerank, lambda repo: own_features(repo).features, progress)
+        label = method + (f"+rerank(k={k})" if k else "")
+    return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped)
+
+
+def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, baseline_features: np.ndarray,
+                 entries: list, candidates: dict[str, Candidate], embedder_scores: dict[str, float], rerank: int,
+                 own_features: Callable[[str], np.ndarray], progress: bool) -> tuple[list[Candidate], int]:
+    """Model Spider's ranking of the candidates with a model token, re-ranking the top ``rerank``.
+
+    ``spider+embedder`` orders by the mean of the two methods' ranks (Borda; ties by the spider's
+    score) before the spider re-ranks the top k with the candidates' own features.
+    """
+    if ranker.token_source == "embedding":
+        if ranker.baseline is None or model_key(ranker.baseline) != model_key(baseline):
+            raise InvalidInputError(f"the ranker's model tokens are computed over {ranker.baseline}, not {baseline}; "
+                                    f"pass --baseline {ranker.baseline}")
+        repos = [e.repo_id for e in entries]
+        tokens = {"embeddings": np.stack([e.vector for e in entries]) if entries else None}
+    else:  # table tokens: only the training zoo (matched by name)
+        table = {model_key(m): m for m in ranker.models}
+        repos = [e.repo_id for e in entries if model_key(e.repo_id) in table]
+        tokens = {"models": [table[model_key(r)] for r in repos]}
+    if not repos:
+        raise InvalidInputError("no candidate has a model token for this ranker")
+    encoder_features = (baseline_features if model_key(ranker.encoder) == model_key(baseline)
+                        else extract_features(load_backbone(ranker.encoder), task, progress=progress).features)
+    prior = None
+    if method == "spider+embedder":
+        general = rank_models(ranker, encoder_features, task.labels, regression=task.regression, **tokens).scores
+        prior = borda(np.stack([general, [embedder_scores[r] for r in repos]]))[0]
+    ranking = rank_models(ranker, encoder_features, task.labels, regression=task.regression, rerank=rerank,
+                          candidate_features=lambda i: own_features(repos[i]), prior=prior, **tokens)
+    for i, repo in enumerate(repos):
+        candidates[repo].score = float(ranking.scores[i])
+        candidates[repo].rerank_score = ranking.rescored.get(i)
+    return [candidates[repos[i]] for i in ranking.order], ranking.forward_passes

@@ -420,7 +420,7 @@ def _task_from_dataset(
 
     label_feature = features[label_col]
     class_names = list(label_feature.names) if isinstance(label_feature, datasets.ClassLabel) else None
-    values = _read_column(dataset, label_col)
+    values = _read_column(dataset, label_col, where=name)
     labels, class_names, is_regression = _encode_labels(values, regression=regression, class_names=class_names,
                                                         where=f"{name}: column {label_col!r}")
     _check_task_labels(labels, is_regression, where=name)
@@ -493,18 +493,22 @@ def _find_label_column(features: Mapping[str, Any], requested: str | None, *, ex
     raise DatasetError(f"{where}: no label column found (pass label_column=); columns: {columns}")
 
 
-def _read_column(dataset: Any, column: str) -> np.ndarray:
-    """A column as a NumPy array without decoding other columns (Arrow, honouring ``select`` indices)."""
+def _read_column(dataset: Any, column: str, *, where: str) -> np.ndarray:
+    """A column as a NumPy array without decoding other columns (Arrow, honouring ``select`` indices).
+
+    Missing values (nulls) are an error naming the first row: Arrow would turn them into NaN (a
+    float column, taken for regression targets) or ``None``.
+    """
     table = dataset.select_columns([column]).with_format("arrow")[:]
     array = table.column(column)
+    if array.null_count:
+        first = int(np.argmax(array.is_null().to_numpy(zero_copy_only=False)))
+        raise DatasetError(f"{where}: column {column!r} has {array.null_count} missing labels (None), the first "
+                           f"at row {first}; drop or label those rows")
     try:
         return array.to_numpy()
-    except Exception:  # nested lists (multi-target regression) or nulls
-        values = array.to_pylist()
-        if any(v is None for v in values):
-            first = next(i for i, v in enumerate(values) if v is None)
-            raise DatasetError(f"column {column!r} has a missing label at row {first}") from None
-        return np.asarray(values)
+    except Exception:  # nested lists (multi-target regression)
+        return np.asarray(array.to_pylist())
 
 
 def _encode_labels(
@@ -595,9 +599,20 @@ def _scan_images(image_data: Any, column: str, rows: np.ndarray, *, digest: Any,
 
 
 def _verify_image_bytes(data: bytes, *, where: str) -> None:
+    """Header and integrity check of one encoded image, without decoding its pixels.
+
+    An image declaring more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (PIL's decompression-bomb limit,
+    89 million by default) is refused here rather than decoded into gigabytes during extraction.
+    """
+    limit = PIL.Image.MAX_IMAGE_PIXELS
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
+            if limit and image.size[0] * image.size[1] > limit:
+                raise PIL.Image.DecompressionBombError(f"{image.size[0]}x{image.size[1]} pixels")
             image.verify()
+    except PIL.Image.DecompressionBombError as exc:
+        raise DatasetError(f"{where} has more pixels than PIL.Image.MAX_IMAGE_PIXELS = {limit:,} ({exc}): a "
+                           "decompression bomb, or a huge image to downscale first (or raise that limit)") from exc
     except Exception as exc:
         raise DatasetError(f"{where} is not a readable image ({type(exc).__name__}: {exc})") from exc
 

@@ -50,7 +50,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert "τw sfda" in result.stdout and "digits-bench" in result.stdout
 
     report = json.loads((out / "bench.json").read_text())
-    stored = json.loads(gt_file.read_text())["targets"]["digits-bench"]
+    stored = json.loads(gt_file.read_text())["targets"]["digits-bench"]["linear-probe"]
     assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(MODELS)
     gt = report["ground_truth"]["digits-bench"]
     assert all(0.0 <= v <= 1.0 for v in gt.values()) and gt == pytest.approx(stored["models"], abs=1e-6)

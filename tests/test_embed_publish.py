@@ -75,10 +75,12 @@ def test_embed_publishes_one_commit_and_reruns_are_no_ops(api: HfApi, embed_repo
 
 
 def _valid_metadata() -> dict[str, str]:
-    keys = ("format_version", "baseline", "baseline_revision", "reference", "reference_split",
-            "reference_fingerprint", "model", "model_revision", "model_weights", "steps", "seed", "fidelity_to",
-            "fidelity_from", "tool_version", "created_at")
-    return {k: ("1" if k == "format_version" else "0.5" if k.startswith("fidelity") else "x") for k in keys}
+    """Well-formed metadata for a hand-made embedding file (every required key, values that parse)."""
+    return {"format_version": "1", "baseline": "org/base", "baseline_revision": "a" * 40, "reference": "org/ref",
+            "reference_split": "train", "reference_fingerprint": "b" * 64, "model": "org/model",
+            "model_revision": "c" * 40, "model_weights": "d" * 64, "steps": "100", "seed": "0",
+            "fidelity_to": "0.5", "fidelity_from": "0.5", "tool_version": "0.1.0",
+            "created_at": "2026-01-01T00:00:00+00:00"}
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+import torch
 
 from hf_spider.embedder import embed_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small matrices: extra threads only add synchronisation (minutes instead of seconds on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +36,14 @@ def test_identical_models_get_the_same_embedding_across_seeds(baseline_features)
     rng = np.random.default_rng(1)
     # a model equivalent to the first 32 of the 48 baseline features (an injective linear map of them)
     model = baseline_features[:, :32] @ rng.normal(size=(32, 40)).astype(np.float32)
-    a = embed_model(model, baseline_features, steps=2000, seed=0, progress=False).vector
-    b = embed_model(model.copy(), baseline_features, steps=2000, seed=1, progress=False).vector
-    assert a[:32].min() > 0.9 and b[:32].min() > 0.9  # every equivalent feature kept, whatever the seed
-    fuzzy_iou = np.minimum(a, b).sum() / np.maximum(a, b).sum()
-    # Measured 0.89 (2000 and 4000 steps): the seeds differ only on a few unrelated features that are
-    # kept or dropped. Issue 6 asks for > 0.9; this records where we stand.
-    assert fuzzy_iou > 0.85
+    embeddings = [embed_model(model.copy(), baseline_features, steps=2000, seed=seed, progress=False)
+                  for seed in range(4)]
+    for emb in embeddings:  # whatever the seed: exactly the equivalent subset, and an (almost) exact equivalence
+        assert emb.vector[:32].min() > 0.5 and emb.vector[32:].max() < 0.01, emb.vector
+        assert emb.fidelity_to > 0.999 and emb.fidelity_from > 0.999
+    for i, j in itertools.combinations(range(len(embeddings)), 2):
+        a, b = embeddings[i].vector, embeddings[j].vector
+        assert np.array_equal(a > 0.5, b > 0.5)  # thresholded IoU = 1: the same subset of baseline features
+        # Fuzzy IoU (what the selection metric sees). Below 1 only because the objective is blind to the
+        # scale of a kept coordinate (the maps absorb it): kept values range over 0.5-1 with the seed.
+        assert np.minimum(a, b).sum() / np.maximum(a, b).sum() > 0.9

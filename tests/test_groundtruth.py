@@ -1,16 +1,38 @@
-"""Linear-probe ground truth against a direct scikit-learn computation."""
+"""Ground truth: the linear probe against a direct scikit-learn computation; fine-tuning on planted tasks
+(a model whose frozen features are useless); the per-protocol ground-truth store of ``bench``."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+from conftest import FIXTURES
+from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from hf_spider.bench import FINE_TUNE, GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, run_bench
 from hf_spider.errors import InvalidInputError
-from hf_spider.groundtruth import linear_probe
+from hf_spider.features import extract_features
+from hf_spider.groundtruth import fine_tune, linear_probe
+from hf_spider.tasks import load_task, task_from_arrays
+
+ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models and batches: extra threads only add synchronisation (and stall on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _gaussian_task(rng, n, separation, d=8, classes=3):
@@ -66,3 +88,113 @@ def test_regression_probe_is_ridge_r2():
 def test_mismatched_rows_are_refused():
     with pytest.raises(InvalidInputError, match="same number of rows"):
         linear_probe(np.zeros((10, 2)), np.zeros(9), np.zeros((4, 2)), np.zeros(4))
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+
+def _colour_task(n_per_class: int, seed: int):
+    """3 classes: noisy red, green or blue 32x32 images (trivially separable from pixels)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), n_per_class)
+    images = rng.integers(0, 60, size=(len(labels), 32, 32, 3))
+    images[np.arange(len(labels)), :, :, labels] += 150
+    return task_from_arrays(images.astype(np.uint8), labels, class_names=["red", "green", "blue"])
+
+
+@pytest.fixture(scope="module")
+def blind_vit(tmp_path_factory) -> str:
+    """A zoo ViT whose final LayerNorm has weight = bias = 0: its features are 0 for every image."""
+    folder = tmp_path_factory.mktemp("blind-vit")
+    shutil.copy(ZOO / "vit-short-breeze" / "config.json", folder / "config.json")
+    weights = load_file(ZOO / "vit-short-breeze" / "model.safetensors")
+    weights["norm.weight"].zero_()
+    weights["norm.bias"].zero_()
+    save_file(weights, folder / "model.safetensors")
+    return str(folder)
+
+
+def test_fine_tuning_learns_what_frozen_features_cannot(blind_vit):
+    train, test = _colour_task(40, seed=0), _colour_task(20, seed=1)
+    frozen = [extract_features(blind_vit, t, progress=False).features for t in (train, test)]
+    assert np.abs(frozen[0]).max() == 0  # useless features: the linear probe is at chance
+    assert linear_probe(frozen[0], train.labels, frozen[1], test.labels).score < 0.4
+
+    result = fine_tune(blind_vit, train, test, lrs=(1e-6, 1e-2), epochs=6, device="cpu")
+    # the planted best learning rate wins on validation: 1e-6 cannot move the zeroed LayerNorm in 18 steps
+    assert result.lr == 1e-2 and result.validation_scores[1e-6] < 0.5 < result.validation_scores[1e-2]
+    assert result.score > 0.9 and result.metric == "accuracy" and 1 <= result.epoch <= 6
+    again = fine_tune(blind_vit, train, test, lrs=(1e-6, 1e-2), epochs=6, device="cpu")
+    assert again == result  # seeded: the same split, head, batches and checkpoint
+
+
+def test_fine_tuning_regression_reports_r2():
+    rng = np.random.default_rng(3)
+    brightness = rng.uniform(0, 1, 300).astype(np.float32)  # the target: each grey image's brightness
+    images = (brightness[:, None, None, None] * 200 + rng.integers(0, 40, (300, 32, 32, 3))).astype(np.uint8)
+    train = task_from_arrays(images[:200], brightness[:200], regression=True)
+    test = task_from_arrays(images[200:], brightness[200:], regression=True)
+    result = fine_tune(str(ZOO / "resnet10-tiny-animals"), train, test, lrs=(1e-2,), epochs=8, device="cpu")
+    assert result.metric == "r2" and result.score > 0.9, result
+    assert list(result.validation_scores) == [1e-2] and result.validation_scores[1e-2] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"lrs": ()}, "positive lrs"), ({"lrs": (0.0,)}, "positive lrs"), ({"epochs": 0}, "epochs >= 1"),
+     ({"batch_size": 1}, "batch_size >= 2")],
+)
+def test_fine_tune_validates_options(kwargs, match):
+    task = _colour_task(4, seed=0)
+    with pytest.raises(InvalidInputError, match=match):
+        fine_tune("no-such-model", task, task, **kwargs)
+
+
+def test_fine_tune_refuses_mixed_task_kinds():
+    task = _colour_task(4, seed=0)
+    real = task_from_arrays(np.zeros((4, 8, 8), np.uint8), np.arange(4, dtype=np.float32), regression=True)
+    with pytest.raises(InvalidInputError, match="must both be classification or both regression"):
+        fine_tune("no-such-model", task, real)
+
+
+# ------------------------------------------------------------------------------------------ the store
+
+
+def test_bench_computes_fine_tuning_ground_truth_beside_the_linear_probe(tmp_path):
+    zoo = [str(ZOO / "resnet10-tiny-animals"), str(ZOO / "convnext-short-wesnoth")]
+    target, gt_file = str(FIXTURES / "digits-mini"), tmp_path / "gt.json"
+    report = run_bench(zoo, [target], methods=["knn"], ground_truth=GroundTruthStore(gt_file),
+                       ground_truth_protocol=FINE_TUNE, progress=False)
+    stored = json.loads(gt_file.read_text())
+    assert stored["version"] == 2 and stored["protocols"] == {FINE_TUNE: GROUND_TRUTH_PROTOCOLS[FINE_TUNE]}
+    entry = stored["targets"]["digits-mini"]
+    assert list(entry) == [FINE_TUNE] and entry[FINE_TUNE]["metric"] == "accuracy"
+    assert report.ground_truth["digits-mini"] == pytest.approx(entry[FINE_TUNE]["models"], abs=1e-6)
+    assert report.to_json()["ground_truth_protocol"] == FINE_TUNE
+    train, test = load_task(target, split="train"), load_task(target, split="test")
+    direct = fine_tune(zoo[0], train, test).score  # what bench stored is the default protocol's score
+    assert entry[FINE_TUNE]["models"]["resnet10-tiny-animals"] == pytest.approx(direct, abs=1e-6)
+
+    # the linear probe lands beside it; nothing is recomputed or lost
+    run_bench(zoo, [target], methods=["knn"], ground_truth=GroundTruthStore(gt_file), progress=False)
+    after = json.loads(gt_file.read_text())
+    assert after["targets"]["digits-mini"][FINE_TUNE] == entry[FINE_TUNE]
+    assert sorted(after["targets"]["digits-mini"][LINEAR_PROBE]["models"]) == sorted(entry[FINE_TUNE]["models"])
+    assert set(after["protocols"]) == {LINEAR_PROBE, FINE_TUNE}
+
+
+def test_store_refuses_other_protocols_and_versions(tmp_path):
+    path = tmp_path / "gt.json"
+    store = GroundTruthStore(path)
+    store.put("t", "accuracy", {"m": 0.5}, FINE_TUNE)
+    assert GroundTruthStore(path).get("t", "m", FINE_TUNE) == 0.5 and GroundTruthStore(path).get("t", "m") is None
+    with pytest.raises(InvalidInputError, match="unknown ground-truth protocol 'probe'"):
+        store.get("t", "m", "probe")
+    data = json.loads(path.read_text())
+    data["protocols"][FINE_TUNE] = "fine-tuning with some other grid"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InvalidInputError, match="computed by another protocol"):
+        GroundTruthStore(path).get("t", "m", FINE_TUNE)
+    path.write_text(json.dumps({"version": 1, "targets": {}}))
+    with pytest.raises(InvalidInputError, match="format version 1 is not 2"):
+        GroundTruthStore(path)

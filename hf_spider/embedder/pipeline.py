@@ -1,9 +1,11 @@
 """The owner's side end to end: embed one Hub model against a baseline and publish the vector.
 
 ``features -> embedder -> hub``: features of the model and of the baseline on the reference set
-(cached, so a re-run or a second model reuses the baseline's), :func:`embed_model` on them, then
-:func:`hf_spider.hub.embeddings.publish_embedding` in one commit. Re-running on an unchanged model
-and baseline is a no-op decided from the published metadata, before any forward pass.
+(cached, so a re-run or a second model reuses the baseline's; a killed extraction resumes from its
+checkpoints), :func:`embed_model` on them, then :func:`hf_spider.hub.embeddings.publish_embedding` in one
+commit. Re-running on an unchanged model and baseline is a no-op decided from the published metadata,
+before any forward pass. Every download and Hub call is retried on network faults
+(:func:`~hf_spider.hub.retry.with_retries`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .. import __version__
 from ..backbones import load_backbone
 from ..features import extract_features
 from ..hub.embeddings import FORMAT_VERSION, fetch_embedding, publish_embedding
+from ..hub.retry import with_retries
 from ..tasks import load_task
 from .model_embedding import ModelEmbedding, embed_model
 
@@ -80,18 +83,22 @@ def embed_repo(
         force: recompute even if an up-to-date embedding is already published.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
-    base = load_backbone(baseline)
-    task = load_task(reference, split=reference_split, max_per_class=max_per_class, seed=seed)
+    info = with_retries(lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True),
+                        what=f"reading {repo_id}")
+    base = with_retries(lambda: load_backbone(baseline), what=f"loading the baseline {baseline}")
+    task = with_retries(lambda: load_task(reference, split=reference_split, max_per_class=max_per_class, seed=seed),
+                        what=f"loading the reference set {reference}")
     identity = {
         "format_version": FORMAT_VERSION,
         "baseline": baseline.removeprefix("hf-hub:"),
         "baseline_revision": base.revision or f"sha256:{base.weights_hash()}",
+        "baseline_weights": f"sha256:{base.weights_hash()}",  # what selection compares (COMPATIBILITY_KEYS)
         "reference": reference,
         "reference_split": task.name.rsplit(":", 1)[-1] if ":" in task.name else (reference_split or ""),
         "reference_fingerprint": task.fingerprint,
+        "max_per_class": "" if max_per_class is None else str(max_per_class),  # replayed by hf_spider verify
         "model": repo_id,
         "model_weights": weights_digest(info.siblings),
         "steps": str(steps),
@@ -99,13 +106,14 @@ def embed_repo(
     }
     if not force:
         try:
-            published = fetch_embedding(repo_id, baseline, revision=info.sha)
+            published = with_retries(lambda: fetch_embedding(repo_id, baseline, revision=info.sha),
+                                     what=f"reading the published embedding of {repo_id}")
             if all(published.metadata.get(k) == v for k, v in identity.items()):
                 return EmbedResult(repo_id, published.vector, published.metadata, None)
-        except EntryNotFoundError:
+        except RemoteEntryNotFoundError:  # nothing published yet (a network failure is not "nothing")
             pass
 
-    model = load_backbone(repo_id, revision=info.sha)
+    model = with_retries(lambda: load_backbone(repo_id, revision=info.sha), what=f"loading {repo_id}")
     model_features = extract_features(model, task, progress=progress).features
     baseline_features = extract_features(base, task, progress=progress).features
     embedding = embed_model(model_features, baseline_features, steps=steps, seed=seed, progress=progress)

@@ -4,10 +4,14 @@
 one baseline concurrently, validates each (:func:`~hf_spider.hub.embeddings.parse_embedding`) and
 keeps a local index keyed by repo sha, so a re-scan downloads only what changed. A repo whose file
 is missing, malformed or fails to download is skipped with a reason; the scan itself never fails
-because of one repo.
+because of one repo. The listing and each download are retried on network faults
+(:func:`~hf_spider.hub.retry.with_retries`, on top of huggingface_hub's own retries and resumed downloads);
+a download that still fails is skipped as "download failed after N attempts" and tried again on the next
+scan, and a file that arrives incomplete never passes validation, so it is never indexed.
 
 Index layout (``$HF_SPIDER_CACHE/index/<endpoint>/<baseline-slug>/``): ``index.json`` (per repo: sha,
-status, reason or metadata and row) and ``embeddings.safetensors`` (one [R, N] float32 matrix).
+status, reason or metadata and row) and ``embeddings.safetensors`` (one float32 matrix ``dim<N>`` [R, N]
+per embedding size N, so one repo publishing a vector of another size cannot break the others).
 """
 
 from __future__ import annotations
@@ -25,12 +29,20 @@ from typing import Any
 import numpy as np
 
 from ..constants import cache_root
-from ..errors import InvalidArtifactError
-from .embeddings import HF_SPIDER_TAG, PublishedEmbedding, baseline_slug, embedding_path, parse_embedding
+from ..errors import HubUnavailableError, InvalidArtifactError
+from .embeddings import (
+    HF_SPIDER_TAG,
+    PublishedEmbedding,
+    baseline_slug,
+    download_embedding,
+    embedding_path,
+    parse_embedding,
+)
+from .retry import with_retries
 
 __all__ = ["ScanResult", "default_index_dir", "scan"]
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 @dataclass
@@ -61,19 +73,20 @@ def _load_index(folder: Path) -> dict[str, dict[str, Any]]:
         if index.get("version") != INDEX_VERSION:
             return {}
         repos = index["repos"]
-        matrix = _read_matrix(folder / "embeddings.safetensors") if any("row" in r for r in repos.values()) else None
+        matrices = _read_matrices(folder / "embeddings.safetensors") if any("row" in r for r in repos.values()) else {}
         for entry in repos.values():
             if "row" in entry:
-                entry["vector"] = matrix[entry.pop("row")]
+                dim, row = entry.pop("row")
+                entry["vector"] = matrices[f"dim{dim}"][row]
         return repos
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return {}
 
 
-def _read_matrix(path: Path) -> np.ndarray:
+def _read_matrices(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
-    return load_file(path)["embeddings"]
+    return load_file(path)
 
 
 def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
@@ -81,14 +94,17 @@ def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    valid = sorted(r for r, e in repos.items() if "vector" in e)
-    matrix = np.stack([repos[r]["vector"] for r in valid]) if valid else np.zeros((0, 0), np.float32)
+    by_dim: dict[int, list[str]] = {}
+    for repo in sorted(r for r, e in repos.items() if "vector" in e):
+        by_dim.setdefault(repos[repo]["vector"].size, []).append(repo)
+    matrices = {f"dim{dim}": np.stack([repos[r]["vector"] for r in rows]) for dim, rows in by_dim.items()}
+    rows = {repo: [dim, i] for dim, names in by_dim.items() for i, repo in enumerate(names)}
     serialisable = {}
     for repo, entry in repos.items():
         serialisable[repo] = {k: v for k, v in entry.items() if k != "vector"}
-        if "vector" in entry:
-            serialisable[repo]["row"] = valid.index(repo)
-    for name, write in (("embeddings.safetensors", lambda p: save_file({"embeddings": matrix}, p)),
+        if repo in rows:
+            serialisable[repo]["row"] = rows[repo]
+    for name, write in (("embeddings.safetensors", lambda p: save_file(matrices, p)),
                         ("index.json", lambda p: Path(p).write_text(json.dumps(
                             {"version": INDEX_VERSION, "repos": serialisable}, indent=1)))):
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -99,15 +115,15 @@ def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
 
 def _fetch(repo_id: str, sha: str, filename: str, expected: dict[str, str] | None) -> dict[str, Any]:
     """Download and validate one file; a failure becomes an entry with a reason, never an exception."""
-    from huggingface_hub import hf_hub_download
-
     try:
-        path = hf_hub_download(repo_id, filename, revision=sha)
-        vector, metadata = parse_embedding(Path(path).read_bytes(), expected=expected)
+        data = with_retries(lambda: download_embedding(repo_id, filename, sha), what="download")
+        vector, metadata = parse_embedding(data, expected=expected)
         return {"sha": sha, "status": "ok", "metadata": metadata, "vector": vector}
     except InvalidArtifactError as e:
         return {"sha": sha, "status": "invalid", "reason": f"invalid embedding file: {e}"}
-    except Exception as e:  # network or Hub errors: skipped now, retried on the next scan
+    except HubUnavailableError as e:  # "download failed after N attempts: ...": skipped now, retried next scan
+        return {"sha": sha, "status": "error", "reason": str(e)}
+    except Exception as e:  # other Hub errors: skipped now, retried on the next scan
         return {"sha": sha, "status": "error", "reason": f"download failed: {type(e).__name__}: {e}"}
 
 
@@ -138,7 +154,8 @@ def scan(
     previous = _load_index(folder)
     filename = embedding_path(baseline)
     expected = {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
-    listed = list(HfApi().list_models(filter=filter, author=author, search=search, expand=["sha", "siblings"]))
+    listed = with_retries(lambda: list(HfApi().list_models(filter=filter, author=author, search=search,
+                                                           expand=["sha", "siblings"])), what="listing the models")
 
     current: dict[str, dict[str, Any]] = {}
     to_fetch: list[tuple[str, str]] = []

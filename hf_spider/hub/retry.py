@@ -1,0 +1,124 @@
+"""Bounded retries with backoff around whole calls to the Hub.
+
+huggingface_hub already retries a lot by itself: ``list_models`` pages go through ``http_backoff`` (timeouts,
+dropped connections, 408/429/5xx, ``Retry-After`` honoured), and ``hf_hub_download`` retries its metadata
+request and resumes an interrupted body with a ``Range`` request, then checks the size of what arrived. It
+does not retry a single API call (``model_info``, ``create_commit``), a download answered 5xx, a metadata
+request whose connection dropped, or a whole listing or download that failed after its own retries.
+:func:`with_retries` covers those: a transient failure (:func:`is_transient`) is retried on the schedule
+``http_backoff`` uses (1, 2, 4 s...), a 429's ``Retry-After`` is honoured, anything else is raised at once, and
+when the attempts run out a :class:`~hf_spider.errors.HubUnavailableError` names the call and the last error.
+
+A call that changes the Hub (a commit) may have gone through although its answer was lost; ``landed`` checks
+that before the call is repeated, so a retried commit never lands twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from ..errors import HubUnavailableError
+
+__all__ = ["ATTEMPTS", "is_transient", "with_retries"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ATTEMPTS = 4
+BASE_WAIT, MAX_WAIT = 1.0, 8.0  # seconds; huggingface_hub's http_backoff schedule
+MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut short: the retries stay bounded in time
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # huggingface_hub's default retry status codes
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Timeouts, network errors and dropped or cut connections of huggingface_hub's HTTP library."""
+    try:
+        from huggingface_hub.utils import httpx  # httpx2 under huggingface_hub 2, httpx under 1.30+
+    except ImportError:  # huggingface_hub 1.0 - 1.29 use httpx
+        import httpx
+    return httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from (libraries wrap network errors in their own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying may help: a timeout, a dropped connection, or a 408/429/5xx answer, here or in the cause.
+
+    A definitive answer (401, 403, 404, 412...), offline mode, an invalid file or a bug are not transient.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    transport = _transport_errors()
+    for e in _chain(error):
+        if isinstance(e, OfflineModeIsEnabled):
+            return False
+        if isinstance(e, HfHubHTTPError) and e.response is not None:
+            return e.response.status_code in RETRY_STATUS
+        if isinstance(e, (*transport, ConnectionError, TimeoutError)):
+            return True
+    return False
+
+
+def _wait(error: BaseException, attempt: int) -> float:
+    """Seconds before the next attempt: the answer's ``Retry-After`` if any, else exponential backoff."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for e in _chain(error):
+        if isinstance(e, HfHubHTTPError) and e.response is not None:
+            value = e.response.headers.get("Retry-After", "").strip()
+            if value.isdigit():
+                return min(float(value), MAX_RETRY_AFTER)
+    return min(MAX_WAIT, BASE_WAIT * 2 ** (attempt - 1))
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def with_retries(
+    call: Callable[[], T], *, what: str, attempts: int = ATTEMPTS, landed: Callable[[], T | None] | None = None,
+) -> T:
+    """``call()``, retried on transient failures up to ``attempts`` times in all.
+
+    Args:
+        call: the whole operation (a listing, a download, an API call).
+        what: names the operation in the error, e.g. ``"download"`` -> "download failed after 4 attempts: ...".
+        landed: for a call that changes the Hub: returns the result of an earlier attempt that went through
+            although its answer was lost (or ``None``). Asked after a transient failure, and after any failure
+            of a repeated attempt (a lost first attempt makes a repeat conflict); its result is returned as is.
+
+    Raises:
+        HubUnavailableError: every attempt failed transiently.
+        The call's own error when it is not transient.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except Exception as error:
+            transient = is_transient(error)
+            if landed is not None and (transient or attempt > 1):
+                result = with_retries(landed, what=f"checking whether {what} went through", attempts=attempts)
+                if result is not None:
+                    logger.info("%s went through although its answer was lost (%s)", what, _describe(error))
+                    return result
+            if not transient:
+                raise
+            if attempt >= attempts:
+                raise HubUnavailableError(f"{what} failed after {attempts} attempts: {_describe(error)}") from error
+            wait = _wait(error, attempt)
+            logger.info("%s failed (%s); retrying in %.0f s [%d/%d]", what, _describe(error), wait, attempt, attempts)
+            time.sleep(wait)

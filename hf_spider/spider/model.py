@@ -1,0 +1,154 @@
+"""The Model Spider ranker (SPEC §4.2–4.3): model token + task tokens -> one transformer layer -> score.
+
+For one task, every candidate model m is scored from the sequence ``[θ_m, μ_1 … μ_C]``: θ_m is the
+model token, μ_c the task's class prototypes, projected to the ranker's width and marked general or
+specific by a learned type embedding. Only θ_m's output is read, so the layer runs with θ_m as the
+single query over ``[θ_m, μ…]`` — the same result as the full layer at that position, for all M
+models in one batched call.
+
+Model tokens come from one of two sources (``token_source``):
+
+- ``"table"`` — a free learned vector per training-zoo model (the paper): a model outside the
+  training zoo cannot be ranked without retraining;
+- ``"embedding"`` — a learned MLP of the model's Standardized Embedder vector (this project's
+  extension): any model that published an embedding over the ranker's baseline gets a token, so a
+  model published after training is ranked with no retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from ..errors import InvalidInputError
+from ..hub.cards import card_template
+
+__all__ = ["SpiderRanker", "listmle_loss"]
+
+TOKEN_SOURCES = ("table", "embedding")
+
+
+def listmle_loss(scores: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """ListMLE / Plackett–Luce loss of SPEC §4.3 for one task.
+
+    ℓ = Σ_m −log( exp(t̂_{↓t(m)}) / Σ_{l≥m} exp(t̂_{↓t(l)}) ), where ``order`` lists model indices
+    best first by the (aggregated) ground truth and ``scores`` are the predicted t̂.
+    """
+    s = scores[order]
+    tail_lse = torch.logcumsumexp(s.flip(0), dim=0).flip(0)  # log Σ_{l≥m} exp(s_l)
+    return (tail_lse - s).sum()
+
+
+class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
+                   tags=["model-selection", "hf-spider-ranker"], repo_url="https://github.com/hf-spider/hf_spider",
+                   model_card_template=card_template("spider_ranker.md")):
+    """Scores candidate models for a task; higher is better. Weights and config live on the Hub.
+
+    Args:
+        encoder: id of the frozen general encoder whose class means are the general task tokens.
+        encoder_dim: its feature width.
+        dim: the ranker's token width d.
+        token_source: ``"table"`` or ``"embedding"`` (see the module docstring).
+        models: the training zoo, in table order (table tokens belong to these ids).
+        baseline: the Standardized Embedder baseline the embedding tokens are computed over.
+        embedding_dim: N, the width of those embeddings.
+        specific_widths: feature widths that have a PTM-specific projection (one per width).
+        dropout: attention dropout.
+        default_rerank: the re-ranking budget k chosen on validation tasks.
+        label_scores: the forward-based scores whose Copeland aggregate supervised training.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: str,
+        encoder_dim: int,
+        dim: int = 128,
+        token_source: str = "embedding",
+        models: Sequence[str] = (),
+        baseline: str | None = None,
+        embedding_dim: int | None = None,
+        specific_widths: Sequence[int] = (),
+        dropout: float = 0.1,
+        default_rerank: int = 0,
+        label_scores: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if token_source not in TOKEN_SOURCES:
+            raise InvalidInputError(f"token_source must be one of {TOKEN_SOURCES}, got {token_source!r}")
+        if token_source == "embedding" and not embedding_dim:
+            raise InvalidInputError("embedding model tokens need embedding_dim (the baseline's width N)")
+        if token_source == "table" and not models:
+            raise InvalidInputError("table model tokens need the list of training-zoo models")
+        self.encoder, self.baseline, self.token_source = encoder, baseline, token_source
+        self.training_report: dict | None = None  # rendered into the model card when pushed
+        self.models = list(models)
+        self.default_rerank, self.label_scores = default_rerank, list(label_scores)
+        self.task_proj = nn.Linear(encoder_dim, dim)
+        self.specific_proj = nn.ModuleDict({str(w): nn.Linear(w, dim) for w in specific_widths})
+        self.type_embedding = nn.Parameter(torch.zeros(2, dim))  # 0: general, 1: PTM-specific
+        if token_source == "table":
+            self.table = nn.Embedding(len(self.models), dim)
+        else:
+            self.embedding_mlp = nn.Sequential(nn.Linear(embedding_dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.attention = nn.MultiheadAttention(dim, num_heads=1, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+
+    def generate_model_card(self, *args, **kwargs):
+        """The card of ``hub_cards/spider_ranker.md``, with the training report when there is one."""
+        return super().generate_model_card(*args, encoder=self.encoder, baseline=self.baseline,
+                                           token_source=self.token_source, default_rerank=self.default_rerank,
+                                           report=self.training_report, **kwargs)
+
+    def set_default_rerank(self, k: int) -> None:
+        """Record the validated re-ranking budget in the ranker and in the config it is saved with."""
+        self.default_rerank = k
+        self._hub_mixin_config["default_rerank"] = k
+
+    @property
+    def specific_widths(self) -> list[int]:
+        return sorted(int(w) for w in self.specific_proj)
+
+    def model_tokens(self, *, models: Sequence[str] | None = None,
+                     embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """θ for each candidate ``[M, d]``: table rows of ``models``, or the MLP of their ``embeddings``."""
+        if self.token_source == "table":
+            if models is None:
+                raise InvalidInputError("this ranker has table model tokens: pass the model ids")
+            unknown = [m for m in models if m not in self.models]
+            if unknown:
+                raise InvalidInputError(f"no model token for {unknown[:3]}: this ranker's table covers "
+                                        f"{len(self.models)} training-zoo models (use an embedding-token ranker)")
+            return self.table(torch.tensor([self.models.index(m) for m in models], device=self.head[1].weight.device))
+        if embeddings is None:
+            raise InvalidInputError("this ranker has embedding model tokens: pass each model's embedding vector")
+        return self.embedding_mlp(embeddings.to(self.head[1].weight))
+
+    def forward(self, task_tokens: torch.Tensor, model_tokens: torch.Tensor,
+                specific: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """Scores ``[M]`` for M candidates on one task.
+
+        Args:
+            task_tokens: general class prototypes ``[C, encoder_dim]``.
+            model_tokens: ``[M, d]`` from :meth:`model_tokens`.
+            specific: candidate index -> its own class prototypes ``[C, d_m]`` (same class order),
+                used instead of the general tokens for that candidate.
+        """
+        general = self.task_proj(task_tokens.to(model_tokens)) + self.type_embedding[0]
+        tokens = general.unsqueeze(0).repeat(len(model_tokens), 1, 1)  # [M, C, d]
+        for m, prototypes in (specific or {}).items():
+            width = str(prototypes.shape[-1])
+            if width not in self.specific_proj:
+                raise InvalidInputError(f"no PTM-specific projection for feature width {width} "
+                                        f"(trained widths: {self.specific_widths})")
+            if len(prototypes) != len(general):
+                raise InvalidInputError(f"specific tokens have {len(prototypes)} classes, the task {len(general)}")
+            tokens[m] = self.specific_proj[width](prototypes.to(model_tokens)) + self.type_embedding[1]
+        query = model_tokens.unsqueeze(1)  # [M, 1, d]
+        sequence = torch.cat([query, tokens], dim=1)  # [θ_m, μ_1 … μ_C]
+        attended, _ = self.attention(query, sequence, sequence, need_weights=False)
+        return self.head(self.norm(query + attended)).reshape(-1)

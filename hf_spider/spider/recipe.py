@@ -1,0 +1,141 @@
+"""Train a Model Spider ranker on a zoo end to end, and publish it with its model card.
+
+    ranker, report = train_ranker(zoo, pool_datasets, RankerRecipe(encoder=..., embedder=EmbedderSetup(...)))
+    ranker.push_to_hub("my-org/spider-ranker", model_card_kwargs={"repo_id": "my-org/spider-ranker"})
+
+Every step is features-only once the zoo's features on the pool are cached (SPEC §4.3): sample
+training and validation tasks, label training tasks with the Copeland aggregate of forward-based
+scores, give validation tasks linear-probe ground truth, pick the supervision scores and the
+re-ranking budget k on validation, train with ListMLE.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..embedder.zoo import EmbedderSetup, embed_zoo
+from ..errors import InvalidInputError
+from ..tasks import Task
+from .model import SpiderRanker
+from .training import (
+    CANDIDATE_LABEL_SCORES,
+    TrainConfig,
+    build_pool,
+    choose_label_scores,
+    label_tasks,
+    probe_ground_truth,
+    sample_tasks,
+    train,
+    validate,
+)
+
+__all__ = ["RankerRecipe", "TrainingReport", "train_ranker"]
+
+
+@dataclass
+class RankerRecipe:
+    """What to train on and how. Task sizes are below the paper's (100 classes, 50 per class) by
+    default so that labelling fits a CPU budget; pass the paper's values on a bigger machine."""
+
+    encoder: str
+    embedder: EmbedderSetup | None = None  # needed for embedding model tokens
+    token_source: str = "embedding"
+    train_tasks: int = 80
+    validation_tasks: int = 16
+    max_classes: int = 50
+    max_per_class: int = 30
+    label_candidates: tuple[str, ...] = CANDIDATE_LABEL_SCORES[:5]
+    dim: int = 128
+    training: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+
+@dataclass
+class TrainingReport:
+    """What training measured: seconds per phase, the chosen supervision and budget, validation τ."""
+
+    models: list[str]
+    pool: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)
+    label_scores: list[str] = field(default_factory=list)
+    label_quality: dict[str, float] = field(default_factory=dict)  # "logme+knn" -> validation τ of the aggregate
+    validation_tau: dict[int, float] = field(default_factory=dict)  # k -> mean τ of the trained ranker
+    default_rerank: int = 0
+    loss: list[float] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextmanager
+def _timed(report: TrainingReport, phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    report.seconds[phase] = round(time.perf_counter() - start, 2)
+
+
+def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe, *, names: Sequence[str] | None = None,
+                 progress: bool = True) -> tuple[SpiderRanker, TrainingReport]:
+    """Train a ranker for ``zoo`` (model ids or folders) on tasks sampled from the ``pool`` datasets.
+
+    ``names`` are the ids the ranker records for the zoo models (default: ``zoo``), e.g. the Hub ids
+    of local folders once published.
+    """
+    names = list(names or zoo)
+    if recipe.token_source == "embedding" and recipe.embedder is None:
+        raise InvalidInputError("embedding model tokens need the embedder setup (baseline and reference set)")
+    report = TrainingReport(models=names, pool=[t.name for t in pool], recipe=_recipe_json(recipe))
+    with _timed(report, "features"):
+        data = build_pool(zoo, names, pool, recipe.encoder, seed=recipe.seed, progress=progress)
+    embeddings = None
+    if recipe.token_source == "embedding":
+        with _timed(report, "model_embeddings"):
+            vectors = embed_zoo(zoo, recipe.embedder, seed=recipe.seed, progress=progress)
+            embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
+    sizes = {"max_classes": recipe.max_classes, "max_per_class": recipe.max_per_class}
+    validation = sample_tasks(data, recipe.validation_tasks, validation=True, seed=recipe.seed + 1, **sizes)
+    training = sample_tasks(data, recipe.train_tasks, validation=False, seed=recipe.seed, **sizes)
+    with _timed(report, "validation_labels"):
+        label_tasks(data, validation, recipe.label_candidates, progress=progress)
+        probe_ground_truth(data, validation, seed=recipe.seed, progress=progress)
+    chosen, quality = choose_label_scores(validation, recipe.label_candidates)
+    report.label_scores = list(chosen)
+    report.label_quality = {"+".join(k): round(v, 4) for k, v in sorted(quality.items(), key=lambda kv: -kv[1])}
+    with _timed(report, "training_labels"):
+        label_tasks(data, training, chosen, progress=progress)
+    ranker = SpiderRanker(encoder=names[list(zoo).index(recipe.encoder)] if recipe.encoder in zoo else recipe.encoder,
+                          encoder_dim=data.encoder_features.shape[1], dim=recipe.dim,
+                          token_source=recipe.token_source, models=names,
+                          baseline=_recorded_id(recipe.embedder.baseline, zoo, names) if recipe.embedder else None,
+                          embedding_dim=None if embeddings is None else embeddings.shape[1],
+                          specific_widths=data.widths, label_scores=chosen)
+    with _timed(report, "training"):
+        report.loss = [round(v, 4) for v in train(ranker, data, training, embeddings=embeddings,
+                                                  config=recipe.training, progress=progress)]
+    with _timed(report, "validation"):
+        report.validation_tau = {k: round(v, 4) for k, v in validate(ranker, data, validation,
+                                                                     embeddings=embeddings).items()}
+    best = max(report.validation_tau.values())
+    report.default_rerank = min(k for k, v in report.validation_tau.items() if v >= best - 1e-9)
+    ranker.set_default_rerank(report.default_rerank)
+    ranker.training_report = report.to_json()
+    return ranker, report
+
+
+def _recorded_id(model: str, zoo: Sequence[str], names: Sequence[str]) -> str:
+    return names[list(zoo).index(model)] if model in zoo else model
+
+
+def _recipe_json(recipe: RankerRecipe) -> dict[str, Any]:
+    out = asdict(recipe)
+    out["label_candidates"] = list(recipe.label_candidates)
+    return json.loads(json.dumps(out, default=str))

@@ -1,0 +1,296 @@
+"""Training Model Spider (SPEC §4.3): sampled tasks, Copeland labels, ListMLE, validation-chosen k.
+
+The data flow is feature-only. A *pool* holds every zoo model's features (and source-head
+probabilities) and the general encoder's features on a set of labelled images, each extracted once
+(and cached by :func:`~hf_spider.features.extract_features`). A sampled task is a set of pool rows
+with its own labels, so scoring every zoo model on it, building its tokens and training on it never
+run a network again.
+
+The pool's images are split per class into a training part and a validation part: training tasks
+are labelled with the Copeland aggregate of forward-based scores (cheap, approximate), validation
+tasks with the real objective, each model's linear-probe accuracy, which picks the supervision
+scores and the default re-ranking budget k — never the test targets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import evaluation, scores
+from ..backbones import load_backbone
+from ..constants import cache_root
+from ..errors import InvalidInputError
+from ..features import Features, extract_features
+from ..groundtruth import linear_probe
+from ..rankagg import copeland
+from ..tasks import Task
+from .model import SpiderRanker, listmle_loss
+from .predict import one_thread, order_to_scores, rank_models
+from .tokens import class_means
+
+__all__ = ["Pool", "SampledTask", "TrainConfig", "build_pool", "choose_label_scores", "label_tasks",
+           "probe_ground_truth", "sample_tasks", "train", "validate"]
+
+# Scores whose Copeland aggregates are candidate supervisions (cheap on tasks of a few thousand rows).
+CANDIDATE_LABEL_SCORES = ("logme", "knn", "h_score_shrink", "leep", "nce", "pactran", "lfc", "sfda", "gbc")
+
+
+@dataclass
+class Pool:
+    """Features of every zoo model and of the general encoder on the same labelled images.
+
+    ``labels`` are pool-wide class ids (dataset-qualified), ``dataset`` the source dataset of each row,
+    ``validation`` marks the rows kept for validation tasks.
+    """
+
+    models: list[str]
+    features: list[np.ndarray]  # per model [n, d_m]
+    source_probs: list[np.ndarray | None]  # per model [n, C_s] or None
+    encoder_features: np.ndarray  # [n, e]
+    labels: np.ndarray  # [n]
+    dataset: np.ndarray  # [n]
+    validation: np.ndarray  # [n] bool
+
+    @property
+    def widths(self) -> list[int]:
+        return sorted({f.shape[1] for f in self.features})
+
+
+@dataclass
+class SampledTask:
+    """Pool rows and their labels ``0..C-1``; ``scores`` [K, M] of the supervision scores once labelled."""
+
+    rows: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray | None = None
+    ground_truth: np.ndarray | None = None  # [M] linear-probe accuracy (validation tasks)
+
+
+def build_pool(zoo: Sequence[str], names: Sequence[str], datasets: Sequence[Task], encoder: str, *,
+               validation_fraction: float = 0.3, seed: int = 0, progress: bool = True) -> Pool:
+    """Extract (or read from the cache) every model's and the encoder's features on ``datasets``."""
+    if len(zoo) != len(names):
+        raise InvalidInputError("zoo and names must have the same length")
+    if any(task.regression for task in datasets):
+        raise InvalidInputError("the training pool needs classification datasets")
+    rng = np.random.default_rng(seed)
+
+    def features_of(model_id: str, *, source_probs: bool) -> list[Features]:
+        backbone = load_backbone(model_id)  # once per model; 32x32 images decode faster than workers start
+        return [extract_features(backbone, task, with_source_probs=source_probs, num_workers=0, progress=progress)
+                for task in datasets]
+
+    per_model = [features_of(m, source_probs=True) for m in _progress(zoo, "zoo features on the pool", progress)]
+    offsets = np.cumsum([0] + [task.num_classes for task in datasets[:-1]])
+    return Pool(
+        models=list(names),
+        features=[np.concatenate([f.features for f in fs]) for fs in per_model],
+        source_probs=[None if any(f.source_probs is None for f in fs) else np.concatenate([f.source_probs for f in fs])
+                      for fs in per_model],
+        encoder_features=np.concatenate([f.features for f in features_of(encoder, source_probs=False)]),
+        labels=np.concatenate([task.labels + off for task, off in zip(datasets, offsets, strict=True)]),
+        dataset=np.concatenate([np.full(len(task), j) for j, task in enumerate(datasets)]),
+        validation=np.concatenate([_stratified_mask(task.labels, validation_fraction, rng) for task in datasets]),
+    )
+
+
+def _stratified_mask(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        mask[rng.choice(rows, size=round(fraction * len(rows)), replace=False)] = True
+    return mask
+
+
+def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task: tuple[int, int] = (1, 4),
+                 max_classes: int = 100, max_per_class: int = 50, min_per_class: int = 4,
+                 seed: int = 0) -> list[SampledTask]:
+    """``count`` tasks: a mix of 1–4 pool datasets, ≤ ``max_classes`` classes, ≤ ``max_per_class`` each.
+
+    The paper mixes 2–4 datasets; single-dataset tasks are added (**decision**) because the tasks a
+    user brings are usually one dataset.
+    """
+    rng = np.random.default_rng(seed)
+    allowed = pool.validation if validation else ~pool.validation
+    n_datasets = int(pool.dataset.max()) + 1
+    tasks = []
+    while len(tasks) < count:
+        k = rng.integers(datasets_per_task[0], min(datasets_per_task[1], n_datasets) + 1)
+        chosen = rng.choice(n_datasets, size=k, replace=False)
+        classes = np.unique(pool.labels[allowed & np.isin(pool.dataset, chosen)])
+        classes = rng.choice(classes, size=min(len(classes), max_classes), replace=False)
+        rows, labels = [], []
+        for c in np.sort(classes):
+            members = np.flatnonzero(allowed & (pool.labels == c))
+            if len(members) < min_per_class:
+                continue
+            take = rng.choice(members, size=min(len(members), max_per_class), replace=False)
+            rows.append(take)
+            labels.append(np.full(len(take), len(rows) - 1))
+        if len(rows) >= 2:
+            tasks.append(SampledTask(np.concatenate(rows), np.concatenate(labels)))
+    return tasks
+
+
+class _Memo:
+    """Values memoised on disk by a digest of (features on a task's rows, labels, what was computed),
+    so re-training on the same pool (another recipe, a model left out) recomputes nothing."""
+
+    def __init__(self) -> None:
+        self.path = cache_root() / "spider" / "memo.json"
+        try:
+            self.values: dict[str, float] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.values = {}
+
+    def get(self, what: str, features: np.ndarray, labels: np.ndarray, compute: Callable[[], float]) -> float:
+        digest = hashlib.sha256(labels.tobytes())
+        digest.update(np.ascontiguousarray(features).tobytes())
+        key = f"{what}:{digest.hexdigest()}"
+        if key not in self.values:
+            self.values[key] = float(compute())
+        return self.values[key]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.values))
+        os.replace(tmp, self.path)
+
+
+def label_tasks(pool: Pool, tasks: Sequence[SampledTask], score_names: Sequence[str], *,
+                progress: bool = True) -> None:
+    """Fill each task's ``scores`` [K, M]: every supervision score of every zoo model (features only)."""
+    memo = _Memo()
+    for task in _progress(tasks, "scoring zoo on sampled tasks", progress):
+        task.scores = np.array([[
+            memo.get(name, pool.features[m][task.rows], task.labels, lambda name=name, m=m, t=task: scores.score(
+                name, features=pool.features[m][t.rows], labels=t.labels,
+                source_probs=None if pool.source_probs[m] is None else pool.source_probs[m][t.rows]))
+            for m in range(len(pool.models))] for name in score_names])
+        memo.save()  # after every task: an interrupted run keeps what it computed
+
+
+def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 0, progress: bool = True) -> None:
+    """Fill each task's ``ground_truth``: every model's linear-probe accuracy on a half/half split."""
+    memo = _Memo()
+    rng = np.random.default_rng(seed)
+    for task in _progress(tasks, "linear probes on validation tasks", progress):
+        test = _stratified_mask(task.labels, 0.5, rng)
+        task.ground_truth = np.array([
+            memo.get(f"probe{seed}", f[task.rows], task.labels, lambda f=f, t=task, test=test: linear_probe(
+                f[t.rows][~test], t.labels[~test], f[t.rows][test], t.labels[test], grid=(1.0,), seed=seed).score)
+            for f in pool.features])
+        memo.save()
+
+
+def choose_label_scores(validation_tasks: Sequence[SampledTask], names: Sequence[str], *,
+                        sizes: Sequence[int] = (2, 3, 4)) -> tuple[tuple[str, ...], dict[tuple[str, ...], float]]:
+    """The subset of ``names`` whose Copeland aggregate best matches the validation tasks' ground truth.
+
+    Each task's ``scores`` rows follow ``names``. Returns the best subset and the mean weighted τ of
+    every subset tried (singletons too, for reference); ties go to the smaller subset.
+    """
+    quality = {}
+    for size in (1, *sizes):
+        for subset in itertools.combinations(range(len(names)), size):
+            taus = [evaluation.weighted_tau(t.ground_truth, copeland(t.scores[list(subset)])[0])
+                    for t in validation_tasks]
+            quality[tuple(names[i] for i in subset)] = float(np.mean(taus))
+    best = max((s for s in quality if len(s) > 1), key=lambda s: (quality[s], -len(s)))
+    return best, quality
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of SPEC §4.3 (official: Adam 2.5e-4, cosine to 5e-6, 30 epochs, 16 tasks a batch)."""
+
+    epochs: int = 30
+    batch_tasks: int = 16
+    lr: float = 2.5e-4
+    min_lr: float = 5e-6
+    max_specific: int = 10
+    seed: int = 0
+
+
+def _tokens(pool: Pool, task: SampledTask) -> torch.Tensor:
+    return class_means(pool.encoder_features[task.rows], task.labels)
+
+
+def _specific(pool: Pool, task: SampledTask, model: int) -> torch.Tensor:
+    return class_means(pool.features[model][task.rows], task.labels)
+
+
+@one_thread()
+def train(ranker: SpiderRanker, pool: Pool, tasks: Sequence[SampledTask], *, embeddings: torch.Tensor | None = None,
+          config: TrainConfig | None = None, progress: bool = True) -> list[float]:
+    """Fit ``ranker`` to the Copeland order of each task's ``scores``; returns the mean loss per epoch.
+
+    Each task draws k ∈ [0, ``max_specific``] random models whose PTM-specific tokens replace the
+    general ones, so the same ranker scores with and without forward passes of candidates.
+    """
+    if any(t.scores is None for t in tasks):
+        raise InvalidInputError("label the training tasks first (label_tasks)")
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    general = [_tokens(pool, t) for t in tasks]
+    orders = [torch.as_tensor(copeland(t.scores)[1]) for t in tasks]
+    optimiser = torch.optim.Adam(ranker.parameters(), lr=config.lr)
+    steps = config.epochs * math.ceil(len(tasks) / config.batch_tasks)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=steps, eta_min=config.min_lr)
+    history = []
+    ranker.train()
+    for _ in _progress(range(config.epochs), "training the ranker", progress):
+        total = 0.0
+        for batch in np.array_split(rng.permutation(len(tasks)), math.ceil(len(tasks) / config.batch_tasks)):
+            theta = ranker.model_tokens(models=pool.models, embeddings=embeddings)
+            loss = 0.0
+            for i in batch:
+                k = int(rng.integers(0, config.max_specific + 1))
+                chosen = rng.choice(len(pool.models), size=min(k, len(pool.models)), replace=False)
+                specific = {int(m): _specific(pool, tasks[i], int(m)) for m in chosen}
+                loss = loss + listmle_loss(ranker(general[i], theta, specific), orders[i])
+            loss = loss / len(batch)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        history.append(total / len(tasks))
+    ranker.eval()
+    return history
+
+
+@one_thread()
+def validate(ranker: SpiderRanker, pool: Pool, tasks: Sequence[SampledTask], *, embeddings: torch.Tensor | None = None,
+             ks: Sequence[int] = range(11)) -> dict[int, float]:
+    """Mean weighted τ (SFDA convention) against each task's ``ground_truth`` for each re-ranking budget k."""
+    if any(t.ground_truth is None for t in tasks):
+        raise InvalidInputError("validation tasks need their linear-probe ground truth (probe_ground_truth)")
+    taus: dict[int, list[float]] = {k: [] for k in ks}
+    for task in tasks:
+        for k in ks:
+            ranking = rank_models(ranker, pool.encoder_features[task.rows], task.labels, models=pool.models,
+                                  embeddings=embeddings, rerank=k,
+                                  candidate_features=lambda i, rows=task.rows: pool.features[i][rows])
+            taus[k].append(evaluation.weighted_tau(task.ground_truth, order_to_scores(ranking.order)))
+    return {k: float(np.mean(v)) for k, v in taus.items()}
+
+
+def _progress(items, description: str, enabled: bool):
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description)
+

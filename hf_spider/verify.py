@@ -1,0 +1,190 @@
+"""Verify a published embedding by recomputing it: ``hf_spider verify REPO`` (issue 9).
+
+:func:`verify_repo` reads the embedding a repo publishes, recomputes it exactly as its owner's
+``hf_spider embed`` did (:func:`~hf_spider.embedder.pipeline.embed_repo` on the repo's current weights,
+with the recorded reference set, split, per-class cap, steps and seed; nothing is published) and
+compares the two vectors: the mean and largest absolute difference per value, and the mass excess
+(how much more of the baseline the published vector claims). It passes when the baseline weights,
+the reference set and the model weights are the recorded ones and the mean difference is within
+the tolerance.
+
+The tolerance, :data:`DEFAULT_TOLERANCE` per value, sits between replay noise and honest variation
+(``benchmarks/plausibility.py``, the 27 zoo models over ``resnet18-all-mix``, 1,000 steps): a replay
+with the same seed on a CPU is bit-identical (difference 0, also across torch thread counts), while
+two honest runs that differ only in the seed already differ by 0.031-0.121 per value, and the
+inflations verify is for (all ones, v·3 clipped) by 0.18 or more.
+
+**What "verified" means** for ``select --verified-only``: this machine ran :func:`verify_repo` on
+the repo's current commit and it passed. Each run is recorded next to the scan index
+(``<index>/verified/<org>--<name>.json``: repo sha, result, differences, time); any new commit to the
+repo (new weights, a new embedding, even a card edit) makes the record stale until verified again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .embedder.pipeline import DEFAULT_BASELINE, embed_repo
+from .embedder.plausibility import plausibility_flags
+from .hub.embeddings import PublishedEmbedding, fetch_embedding
+from .hub.retry import with_retries
+from .hub.scan import default_index_dir
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "VerifyReport",
+    "embedding_flags",
+    "verification_records",
+    "verification_status",
+    "verify_repo",
+]
+
+DEFAULT_TOLERANCE = 0.02  # mean |published - recomputed| per value (see the module docstring)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :func:`verify_repo`.
+
+    Attributes:
+        passed: the embedding was replayed on the recorded inputs and matches within ``tolerance``.
+        reasons: why it did not pass (empty when it passed).
+        mean_abs, max_abs, l1: mean, largest and summed |published - recomputed| (None if not compared).
+        mass_excess: mean(published) - mean(recomputed); positive when the published vector is inflated.
+        flags: the published vector's plausibility flags (:func:`plausibility_flags`), for information.
+    """
+
+    repo_id: str
+    repo_sha: str
+    baseline: str
+    passed: bool
+    tolerance: float
+    reasons: list[str] = field(default_factory=list)
+    mean_abs: float | None = None
+    max_abs: float | None = None
+    l1: float | None = None
+    mass_excess: float | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_repo(
+    repo_id: str,
+    *,
+    baseline: str = DEFAULT_BASELINE,
+    tolerance: float = DEFAULT_TOLERANCE,
+    record: bool = True,
+    progress: bool = True,
+) -> VerifyReport:
+    """Recompute the embedding ``repo_id`` publishes over ``baseline`` and compare it with the published one.
+
+    Costs what the owner's ``embed`` cost: a forward pass of the model and of the baseline over the
+    reference set (cached features are reused) and the optimisation.
+
+    Args:
+        repo_id: the model repo.
+        baseline: the baseline the embedding is over.
+        tolerance: largest mean |published - recomputed| per value that passes.
+        record: keep the outcome for ``select --verified-only`` (see the module docstring).
+
+    Raises:
+        InvalidArtifactError: the published file is malformed; huggingface_hub's errors when the
+            repo or its embedding does not exist.
+    """
+    from huggingface_hub import HfApi
+
+    sha = with_retries(lambda: HfApi().model_info(repo_id).sha, what=f"reading {repo_id}")
+    published = with_retries(lambda: fetch_embedding(repo_id, baseline, revision=sha),
+                             what=f"reading the published embedding of {repo_id}")
+    meta = published.metadata
+    replay = embed_repo(
+        repo_id, baseline=baseline, reference=meta["reference"], reference_split=meta["reference_split"] or None,
+        max_per_class=int(meta["max_per_class"]) if meta.get("max_per_class") else None,
+        steps=int(meta["steps"]), seed=int(meta["seed"]), revision=sha, push=False, force=True, progress=progress)
+    reasons = _replay_mismatches(meta, replay.metadata)
+    report: dict[str, Any] = {}
+    if published.vector.shape != replay.vector.shape:
+        reasons.append(f"the published vector has {published.vector.size} values, the baseline gives "
+                       f"{replay.vector.size}")
+    else:
+        diff = np.abs(published.vector.astype(np.float64) - replay.vector)
+        report = {"mean_abs": float(diff.mean()), "max_abs": float(diff.max()), "l1": float(diff.sum()),
+                  "mass_excess": float(published.vector.mean() - replay.vector.mean())}
+        if report["mean_abs"] > tolerance:
+            reasons.append(f"the published vector differs from the recomputed one by {report['mean_abs']:.4f} "
+                           f"per value (tolerance {tolerance}); it claims {report['mass_excess']:+.3f} mask "
+                           "per value more than the model shows")
+    result = VerifyReport(repo_id, sha, baseline.removeprefix("hf-hub:"), not reasons, tolerance, reasons,
+                          flags=plausibility_flags(published.vector, meta, repo_id), **report)
+    if record:
+        _record(result)
+    return result
+
+
+def _replay_mismatches(published: dict[str, str], replay: dict[str, str]) -> list[str]:
+    """Why the replay's inputs are not the recorded ones (each one makes the comparison meaningless)."""
+    baseline_key = "baseline_weights" if "baseline_weights" in published else "baseline_revision"
+    checks = [(baseline_key, "the baseline's weights are not the ones recorded: cannot replay"),
+              ("reference_fingerprint", "the reference set is not the one recorded (other data, split, cap or "
+                                        "seed): cannot replay"),
+              ("model_weights", "the model's weights changed since the embedding was computed: it describes "
+                                "another model")]
+    return [message for key, message in checks if published.get(key) != replay.get(key)]
+
+
+def _records_dir(baseline: str) -> Path:
+    return default_index_dir(baseline) / "verified"
+
+
+def _record(report: VerifyReport) -> None:
+    """Write the outcome atomically, one file per repo (concurrent verifications never clobber each other)."""
+    folder = _records_dir(report.baseline)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {**report.to_json(), "verified_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "tool_version": __version__}
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, folder / f"{report.repo_id.replace('/', '--')}.json")
+
+
+def verification_records(baseline: str) -> dict[str, dict[str, Any]]:
+    """The recorded outcomes of :func:`verify_repo` over ``baseline``: repo id -> record (unreadable ones ignored).
+
+    A record counts for a repo only while its ``repo_sha`` is the repo's current commit.
+    """
+    records = {}
+    for path in sorted(_records_dir(baseline).glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+            records[entry["repo_id"]] = entry
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
+def verification_status(entry: PublishedEmbedding, records: dict[str, dict[str, Any]]) -> bool | None:
+    """Whether ``entry``'s current commit passed (True) or failed (False) verification; None if not verified."""
+    record = records.get(entry.repo_id)
+    if record is None or record.get("repo_sha") != entry.repo_sha:
+        return None
+    return record.get("passed") is True
+
+
+def embedding_flags(entry: PublishedEmbedding, records: dict[str, dict[str, Any]]) -> list[str]:
+    """What ``select`` warns about an embedding: its plausibility flags and a failed verification."""
+    flags = plausibility_flags(entry.vector, entry.metadata, entry.repo_id)
+    if verification_status(entry, records) is False:
+        flags.append(f"verify-failed: {'; '.join(records[entry.repo_id].get('reasons') or ['see hf_spider verify'])}")
+    return flags

@@ -1,0 +1,95 @@
+"""``hf_spider demo``: the zoo published with truthful metadata, ranked against the ground truth, figures written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+from rich.console import Console
+
+from hf_spider.backbones import load_backbone
+from hf_spider.demo import DEMO_DATA, ZOO_DIR, publish_zoo, render, run_demo
+from hf_spider.hub.embeddings import fetch_embedding, parse_embedding
+
+ORG = "demo-tests"
+MODELS = ["resnet18-all-mix", "resnet10-wide-clipart", "vit-wesnoth", "mnv3-glyphs", "convnext-clipart"]
+BASELINE = f"{ORG}/resnet18-all-mix"
+
+
+@pytest.fixture(scope="module")
+def demo(hub, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    steps: list[tuple[str, int | None]] = []
+    result = run_demo(out, models=MODELS, org=ORG, step=lambda d, t: steps.append((d, t)) or (lambda: None))
+    return result, out, steps
+
+
+def test_demo_ranks_the_zoo_and_compares_with_the_ground_truth(demo):
+    result, out, steps = demo
+    selection = result.selections["embedder"]
+    order = [c.repo_id for c in selection.candidates]
+    assert sorted(order) == sorted(f"{ORG}/{m}" for m in MODELS)
+    assert selection.forward_passes == 3
+    reranked = [c.rerank_score for c in selection.candidates]
+    assert None not in reranked[:3] and reranked[3:] == [None, None] and reranked[:3] == sorted(reranked[:3])[::-1]
+    truth = json.loads((DEMO_DATA / "ground_truth.json").read_text())["models"]
+    assert result.ground_truth == {f"{ORG}/{m}": truth[m] for m in MODELS}
+    gt = [truth[r.split("/")[1]] for r in order]
+    assert result.metrics["embedder"]["regret_top1"] == pytest.approx(100 * (max(gt) - gt[0]))
+    assert result.metrics["embedder"]["regret_top3"] == pytest.approx(100 * (max(gt) - max(gt[:3])))
+    assert -1 <= result.metrics["embedder"]["tau_sfda"] <= 1
+    assert steps[0] == ("Publishing the zoo and its embeddings", 5) and len(steps) == 4
+
+    assert [f.name for f in result.files] == ["ranking.png", "spider.png", "demo.json"]
+    for name in ("ranking.png", "spider.png"):
+        with PIL.Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 400
+    saved = json.loads((out / "demo.json").read_text())
+    assert [r["repo_id"] for r in saved["selections"]["embedder"]["ranking"]] == order
+
+    console = Console(record=True, width=160)
+    render(result, console)
+    text = console.export_text()
+    assert "true accuracy" in text and "hf_spider select --dataset" in text
+    best = max(result.ground_truth, key=result.ground_truth.__getitem__)
+    assert f"true best: {best}, {100 * result.ground_truth[best]:.1f}%" in text
+    for repo in order:
+        assert repo.split("/")[1] in text
+
+
+def test_demo_publishes_truthful_metadata_and_reuses_what_is_there(demo, api):
+    repo = f"{ORG}/vit-wesnoth"
+    published = fetch_embedding(repo, BASELINE)
+    vector, precomputed = parse_embedding((ZOO_DIR / "embeddings" / "vit-wesnoth.safetensors").read_bytes())
+    assert np.array_equal(published.vector, vector)
+    meta = published.metadata
+    assert (meta["model"], meta["baseline"]) == (repo, BASELINE)
+    model_commits = api.list_repo_commits(repo)  # newest first: the embedding, the weights, the repo's creation
+    assert meta["model_revision"] == model_commits[1].commit_id
+    assert meta["baseline_revision"] in [c.commit_id for c in api.list_repo_commits(BASELINE)]
+    assert meta["baseline_weights"] == f"sha256:{load_backbone(BASELINE).weights_hash()}"
+    assert {k: meta[k] for k in ("reference", "reference_fingerprint", "model_weights", "fidelity_to", "steps")} == {
+        k: precomputed[k] for k in ("reference", "reference_fingerprint", "model_weights", "fidelity_to", "steps")}
+
+    repos = [f"{ORG}/{m}" for m in MODELS]
+    before = {r: len(api.list_repo_commits(r)) for r in repos}
+    assert publish_zoo(MODELS, org=ORG) == (BASELINE, repos)
+    assert {r: len(api.list_repo_commits(r)) for r in repos} == before  # everything was already there
+
+
+def test_demo_command_serves_its_own_hub_and_prints_json(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "demo", "--json", "--out", str(out),
+                             "--model", "resnet10-wide-clipart", "--model", "vit-wesnoth"],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    ranking = report["selections"]["embedder"]["ranking"]
+    assert sorted(r["repo_id"] for r in ranking) == [f"hf-spider-demo/{m}" for m in ("resnet10-wide-clipart",
+                                                                                     "vit-wesnoth")]
+    assert report["selections"]["embedder"]["forward_passes"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["demo.json", "ranking.png", "spider.png"]

@@ -1,0 +1,118 @@
+"""Model Spider: loss, tokens, learning a planted ranking, Hub round trip, re-ranking."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hf_spider.errors import InvalidInputError
+from hf_spider.spider.model import SpiderRanker, listmle_loss
+from hf_spider.spider.predict import rank_models
+from hf_spider.spider.tokens import class_means, regression_bins
+from hf_spider.spider.training import Pool, SampledTask, TrainConfig, train, validate
+
+
+def test_listmle_matches_the_plackett_luce_formula():
+    torch.manual_seed(0)
+    s = torch.randn(6)
+    order = torch.randperm(6)
+    direct = 0.0
+    for m in range(6):  # −log( exp(s_{↓m}) / Σ_{l≥m} exp(s_{↓l}) )
+        tail = [math.exp(float(s[order[j]])) for j in range(m, 6)]
+        direct -= math.log(math.exp(float(s[order[m]])) / sum(tail))
+    assert float(listmle_loss(s, order)) == pytest.approx(direct, rel=1e-6)
+
+
+def test_listmle_is_the_negative_log_probability_of_the_order():
+    s = torch.tensor([0.3, -1.0, 2.0])
+    probs = {}
+    for perm in itertools.permutations(range(3)):
+        probs[perm] = math.exp(-float(listmle_loss(s, torch.tensor(perm))))
+    assert sum(probs.values()) == pytest.approx(1.0, rel=1e-6)
+    assert max(probs, key=probs.get) == (2, 0, 1)  # sorted by score
+
+
+def test_class_means_and_regression_bins():
+    f = np.array([[1.0, 0.0], [3.0, 2.0], [10.0, 10.0]], dtype=np.float32)
+    np.testing.assert_allclose(class_means(f, np.array([7, 7, 2])).numpy(), [[10, 10], [2, 1]])
+    bins = regression_bins(np.arange(100.0), bins=4)
+    assert np.bincount(bins).tolist() == [25, 25, 25, 25] and (np.diff(bins) >= 0).all()
+
+
+def _synthetic_pool(n_models: int = 6, n_classes: int = 8, per_class: int = 20, width: int = 16, seed: int = 0):
+    """Models whose quality on a task is planted: model m is good at task family ``m % 2``."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(2 * n_classes), per_class)
+    family = (labels >= n_classes).astype(int)  # two task families, distinguishable by the encoder
+    encoder = rng.normal(size=(len(labels), width)) + 3.0 * family[:, None] * np.eye(width)[0]
+    feats = [rng.normal(size=(len(labels), width)).astype(np.float32) for _ in range(n_models)]
+    pool = Pool([f"m{i}" for i in range(n_models)], feats, [None] * n_models, encoder.astype(np.float32), labels,
+                family, np.zeros(len(labels), dtype=bool))
+    quality = np.array([[1.0 + (m % 2 == fam) * 2 + m * 0.1 for m in range(n_models)] for fam in (0, 1)])
+    tasks = []
+    for i in range(40):
+        fam = i % 2
+        classes = rng.choice(np.arange(fam * n_classes, (fam + 1) * n_classes), size=4, replace=False)
+        rows = np.concatenate([np.flatnonzero(labels == c)[:10] for c in classes])
+        tasks.append(SampledTask(rows, np.repeat(np.arange(4), 10), scores=quality[fam][None, :],
+                                 ground_truth=quality[fam]))
+    return pool, tasks, quality
+
+
+def test_ranker_learns_a_planted_ranking():
+    pool, tasks, _ = _synthetic_pool()
+    ranker = SpiderRanker(encoder="synthetic", encoder_dim=16, dim=32, token_source="table", models=pool.models,
+                          specific_widths=[16], dropout=0.0)
+    before = validate(ranker, pool, tasks[:10], ks=[0])[0]
+    history = train(ranker, pool, tasks, config=TrainConfig(epochs=60, batch_tasks=8, lr=3e-3), progress=False)
+    after = validate(ranker, pool, tasks[:10], ks=[0])[0]
+    assert history[-1] < 0.5 * history[0]
+    assert after > 0.95 and after > before  # both families ordered right from the task tokens alone
+
+
+def test_ranker_round_trips_through_the_hub(api, repo_id):
+    torch.manual_seed(0)
+    ranker = SpiderRanker(encoder="org/encoder", encoder_dim=8, dim=16, embedding_dim=12, specific_widths=[4, 6],
+                          baseline="org/baseline", default_rerank=3, label_scores=["logme", "knn"]).eval()
+    repo = repo_id
+    ranker.push_to_hub(repo)
+    loaded = SpiderRanker.from_pretrained(repo).eval()
+    tokens, emb, spec = torch.randn(5, 8), torch.rand(7, 12), {2: torch.randn(5, 6)}
+    with torch.inference_mode():
+        expected = ranker(tokens, ranker.model_tokens(embeddings=emb), spec)
+        got = loaded(tokens, loaded.model_tokens(embeddings=emb), spec)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert (loaded.baseline, loaded.default_rerank, loaded.label_scores) == ("org/baseline", 3, ["logme", "knn"])
+    files = {f.rfilename for f in api.model_info(repo).siblings}
+    assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+
+
+def test_rerank_changes_only_the_top_k_order():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    ranker = SpiderRanker(encoder="e", encoder_dim=8, dim=16, embedding_dim=6, specific_widths=[5], dropout=0.0)
+    feats, labels, emb = rng.normal(size=(30, 8)), np.repeat(np.arange(3), 10), rng.random((12, 6))
+    own = {i: rng.normal(size=(30, 5)) for i in range(12)}
+    base = rank_models(ranker, feats, labels, embeddings=emb)
+    calls = []
+    reranked = rank_models(ranker, feats, labels, embeddings=emb, rerank=4,
+                           candidate_features=lambda i: calls.append(i) or own[i])
+    assert sorted(calls) == sorted(base.order[:4].tolist()) and reranked.forward_passes == 4
+    assert set(reranked.order[:4]) == set(base.order[:4]) and reranked.order[4:].tolist() == base.order[4:].tolist()
+    expected_head = sorted(reranked.rescored, key=lambda i: -reranked.rescored[i])
+    assert reranked.order[:4].tolist() == expected_head != base.order[:4].tolist()
+
+
+def test_ranker_rejects_what_it_cannot_score():
+    ranker = SpiderRanker(encoder="e", encoder_dim=4, token_source="table", models=["a", "b"], specific_widths=[3])
+    with pytest.raises(InvalidInputError, match="no model token"):
+        ranker.model_tokens(models=["a", "zzz"])
+    theta = ranker.model_tokens(models=["a", "b"])
+    with pytest.raises(InvalidInputError, match="width 5"):
+        ranker(torch.randn(2, 4), theta, {0: torch.randn(2, 5)})
+    with pytest.raises(InvalidInputError, match="embedding_dim"):
+        SpiderRanker(encoder="e", encoder_dim=4, token_source="embedding")

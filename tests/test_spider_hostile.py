@@ -1,0 +1,91 @@
+"""Rankers from the Hub are untrusted: 200 malformed ranker repos are each rejected with a reason."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+
+import pytest
+import torch
+from huggingface_hub import CommitOperationAdd
+from safetensors.torch import save as save_tensors
+
+from hf_spider.errors import InvalidArtifactError, UnsafeArtifactError
+from hf_spider.spider.hub import load_ranker
+from hf_spider.spider.model import SpiderRanker
+
+CONFIG = {"encoder": "org/enc", "encoder_dim": 8, "dim": 16, "token_source": "embedding", "models": [],
+          "baseline": "org/base", "embedding_dim": 6, "specific_widths": [4], "dropout": 0.1, "default_rerank": 2,
+          "label_scores": ["logme"]}
+
+
+def _valid_files() -> dict[str, bytes]:
+    torch.manual_seed(0)
+    ranker = SpiderRanker(**CONFIG)
+    return {"config.json": json.dumps(CONFIG).encode(),
+            "model.safetensors": save_tensors({k: v.contiguous() for k, v in ranker.state_dict().items()})}
+
+
+def _malformed(rng: random.Random, i: int) -> dict[str, bytes]:
+    """One of many ways a ranker repo can be broken or hostile."""
+    files = _valid_files()
+    config = dict(CONFIG)
+    kind = i % 10
+    if kind == 0:  # the config is not JSON / not an object / truncated
+        files["config.json"] = rng.choice([b"{", b"[1, 2]", b"\xff\xfe", b"null", files["config.json"][: rng.randint(1, 40)]])
+    elif kind == 1:  # unknown or hostile keys
+        config[rng.choice(["__class__", "trust_remote_code", "eval", f"x{i}"])] = 1
+    elif kind == 2:  # sizes that would allocate gigabytes, or nonsense
+        config[rng.choice(["dim", "encoder_dim", "embedding_dim"])] = rng.choice([0, -3, 10**9, 2**40, "16", 1.5, True])
+    elif kind == 3:
+        config["specific_widths"] = rng.choice([[0], [-1], ["4"], 4, [10**9], None])
+    elif kind == 4:
+        config[rng.choice(["models", "label_scores"])] = rng.choice([[1], "logme", [None], {"a": 1}])
+    elif kind == 5:
+        config[rng.choice(["encoder", "baseline", "token_source"])] = rng.choice([3, ["x"], {"a": 1}, "", "  "])
+    elif kind == 6:  # weights truncated or garbage
+        blob = files["model.safetensors"]
+        files["model.safetensors"] = rng.choice([blob[: rng.randint(0, len(blob) - 1)], b"\x00" * 64,
+                                                 (2**62).to_bytes(8, "little") + b"{}", rng.randbytes(200)])
+    elif kind == 7:  # weights of another shape (a tensor resized) or a tensor missing / extra
+        tensors = {k: v.clone() for k, v in SpiderRanker(**CONFIG).state_dict().items()}
+        key = rng.choice(sorted(tensors))
+        action = rng.choice(["resize", "drop", "extra"])
+        if action == "resize":
+            tensors[key] = torch.zeros(tensors[key].numel() + 1)
+        elif action == "drop":
+            del tensors[key]
+        else:
+            tensors["backdoor.weight"] = torch.zeros(3)
+        files["model.safetensors"] = save_tensors(tensors)
+    elif kind == 8:  # pickled weights only
+        del files["model.safetensors"]
+        files["pytorch_model.bin"] = pickle.dumps({"not": "loaded"})
+    else:  # the config describes a different architecture than the weights
+        config["dim"] = 32
+    if kind not in (0, 6, 7, 8):
+        files["config.json"] = json.dumps(config).encode()
+    return files
+
+
+def test_two_hundred_malformed_ranker_repos_are_rejected_with_reasons(api, repo_id):
+    rng = random.Random(0)
+    repos = {}
+    for i in range(200):
+        repo = f"{repo_id}-{i}"
+        api.create_repo(repo)
+        api.create_commit(repo, [CommitOperationAdd(name, data) for name, data in _malformed(rng, i).items()],
+                          commit_message="malformed ranker")
+        repos[repo] = i % 10
+    reasons = {}
+    for repo in repos:
+        with pytest.raises((InvalidArtifactError, UnsafeArtifactError)) as caught:
+            load_ranker(repo)
+        reasons[repo] = str(caught.value)
+    assert len(reasons) == 200 and all(repo in reason for repo, reason in reasons.items())
+    assert all("pickled" in reasons[r] for r, kind in repos.items() if kind == 8)
+    good = f"{repo_id}-valid"
+    api.create_repo(good)
+    api.create_commit(good, [CommitOperationAdd(n, d) for n, d in _valid_files().items()], commit_message="ok")
+    assert load_ranker(good).default_rerank == 2  # the validator does not reject a valid ranker
