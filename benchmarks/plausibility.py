@@ -8,8 +8,9 @@ class, seed 0, CPU; the setup of ``hf_spider bench``):
 * every zoo model's embedding at 1,000 steps: mean mask and share of values exactly 1, with the flags
   :func:`~hf_spider.embedder.plausibility.plausibility_flags` raises on it and on its inflations
   (all ones; v·3 clipped to [0, 1]);
-* the mean |difference| per value between seed 0 and seed 1 (honest variation) and between two seed-0
-  runs with different torch thread counts (replay noise): verify's tolerance must sit between them;
+* what ``hf_spider verify`` must tell apart: replay noise (two seed-0 runs with 1 and 2 torch threads;
+  a seed-0 run on features perturbed by a relative 1e-6, as another device's extraction may) and
+  honest variation (seed 0 vs seed 1), against the mass excess of the inflations;
 * self-embeddings (a baseline embedded against itself) at 200, 1,000 and 4,000 steps: the most mass an
   honest embedding keeps, the ceiling for ``MAX_MEAN``.
 """
@@ -28,6 +29,7 @@ from hf_spider.embedder import embed_model
 from hf_spider.embedder.plausibility import MAX_MEAN, MAX_SATURATED, plausibility_flags
 from hf_spider.features import extract_features
 from hf_spider.tasks import load_task
+from hf_spider.verify import MAX_MASS_EXCESS, MAX_MEAN_DIFF
 
 ZOO = Path(__file__).parent / "zoo" / "models"
 BASELINE, STEPS = "resnet18-all-mix", 1000
@@ -52,26 +54,32 @@ def main() -> None:
     base = features[BASELINE]
 
     table = Table(title=f"Zoo embeddings over {BASELINE} ({STEPS} steps, n={len(reference)}): honest vs inflated")
-    for col in ("model", "mean", "share = 1", "flags", "ones: flags", "v·3 clip: flags", "|seed0 - seed1|",
-                "|replay 1 vs 2 threads|"):
+    columns = ("mean mask", "share = 1", "threads: max |diff|", "1e-6 features: mean |diff|", "seeds: mean |diff|",
+               "seeds: |mass diff|", "ones: excess", "v·3: excess")
+    for col in ("model", *columns, "flags", "ones: flags", "v·3: flags"):
         table.add_column(col, justify="left" if col == "model" else "right")
+    rng = np.random.default_rng(0)
     stats = []
     for name, f in features.items():
         torch.set_num_threads(1)
         v = embed(f, base)
         torch.set_num_threads(2)
-        replay = embed(f, base)
-        seed_diff = float(np.abs(v - embed(f, base, seed=1)).mean())
-        stats.append((v.mean(), (v >= 1).mean(), seed_diff, float(np.abs(v - replay).max())))
-        table.add_row(name, f"{v.mean():.3f}", f"{(v >= 1).mean():.3f}", codes(v, name), codes(np.ones_like(v), name),
-                      codes(np.clip(3 * v, 0, 1), name), f"{seed_diff:.4f}", f"{stats[-1][3]:.1e}")
-    console = Console(width=150)
+        threads = embed(f, base)
+        perturbed = embed(*(x * (1 + 1e-6 * rng.standard_normal(x.shape, dtype=np.float32)) for x in (f, base)))
+        seed1 = embed(f, base, seed=1)
+        scaled = np.clip(3 * v, 0, 1)
+        stats.append((v.mean(), (v >= 1).mean(), np.abs(v - threads).max(), np.abs(v - perturbed).mean(),
+                      np.abs(v - seed1).mean(), abs(v.mean() - seed1.mean()), 1 - v.mean(), scaled.mean() - v.mean()))
+        table.add_row(name, *(f"{x:.4f}" for x in stats[-1]), codes(v, name), codes(np.ones_like(v), name),
+                      codes(scaled, name))
+    console = Console(width=200)
     console.print(table)
     others = np.array([s for name, s in zip(features, stats, strict=True) if name != BASELINE])
-    for i, label in enumerate(("mean mask", "share of exact ones", "|seed 0 - seed 1| per value",
-                               "max |replay difference|")):
+    for i, label in enumerate(columns):
         console.print(f"{label} (26 non-baseline models): min {others[:, i].min():.4f}, "
                       f"median {np.median(others[:, i]):.4f}, max {others[:, i].max():.4f}")
+    caught = int((others[:, 7] > MAX_MASS_EXCESS).sum())
+    console.print(f"v·3 clipped fails verify (mass excess > {MAX_MASS_EXCESS}) for {caught} of {len(others)} models")
 
     selves = Table(title="Self-embeddings: a baseline against itself (the most an honest model keeps)")
     for col in ("baseline", "N", "steps", "mean", "share = 1"):
@@ -81,7 +89,8 @@ def main() -> None:
             v = embed(features[name], features[name], steps=steps)
             selves.add_row(name, str(v.size), str(steps), f"{v.mean():.3f}", f"{(v >= 1).mean():.3f}")
     console.print(selves)
-    console.print(f"bounds: MAX_MEAN = {MAX_MEAN}, MAX_SATURATED = {MAX_SATURATED}")
+    console.print(f"plausibility: MAX_MEAN = {MAX_MEAN}, MAX_SATURATED = {MAX_SATURATED}; "
+                  f"verify: MAX_MASS_EXCESS = {MAX_MASS_EXCESS}, MAX_MEAN_DIFF = {MAX_MEAN_DIFF}")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--offline-data", type=Path, default=Path("../shared/offline_data"))
     parser.add_argument("--out", type=Path, default=ZOO.parent / "ranker")
     parser.add_argument("--holdout", default="resnet18-emoji-google", help="Zoo model left out of one ranker.")
-    parser.add_argument("--train-tasks", type=int, default=80)
-    parser.add_argument("--validation-tasks", type=int, default=16)
+    parser.add_argument("--train-tasks", type=int, default=60)
+    parser.add_argument("--validation-tasks", type=int, default=12)
     args = parser.parse_args()
 
     zoo = sorted(str(p.parent) for p in ZOO.glob("*/config.json"))
@@ -50,7 +50,7 @@ def main() -> None:
             [m for m in zoo if model_key(m) != args.holdout], "embedding",
             args.out.with_name(f"{args.out.name}-holdout-{args.holdout}")),
     }
-    console = Console()
+    console = Console(width=160)
     table = Table(title=f"Model Spider training on the micro zoo ({len(zoo)} models, {args.train_tasks} training / "
                         f"{args.validation_tasks} validation tasks, CPU)")
     for col in ("ranker", "wall s", "of which features s", "labels s", "training s", "supervision", "τw k=0",

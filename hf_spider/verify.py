@@ -3,16 +3,19 @@
 :func:`verify_repo` reads the embedding a repo publishes, recomputes it exactly as its owner's
 ``hf_spider embed`` did (:func:`~hf_spider.embedder.pipeline.embed_repo` on the repo's current weights,
 with the recorded reference set, split, per-class cap, steps and seed; nothing is published) and
-compares the two vectors: the mean and largest absolute difference per value, and the mass excess
-(how much more of the baseline the published vector claims). It passes when the baseline weights,
-the reference set and the model weights are the recorded ones and the mean difference is within
-the tolerance.
+compares the two vectors: the mass excess, mean(published) - mean(recomputed), i.e. how much more
+of the baseline the published vector claims, and the mean and largest |difference| per value.
 
-The tolerance, :data:`DEFAULT_TOLERANCE` per value, sits between replay noise and honest variation
-(``benchmarks/plausibility.py``, the 27 zoo models over ``resnet18-all-mix``, 1,000 steps): a replay
-with the same seed on a CPU is bit-identical (difference 0, also across torch thread counts), while
-two honest runs that differ only in the seed already differ by 0.031-0.121 per value, and the
-inflations verify is for (all ones, v·3 clipped) by 0.18 or more.
+The thresholds come from ``benchmarks/plausibility.py`` (27 zoo models over ``resnet18-all-mix``,
+1,000 steps). A CPU replay with the recorded seed is bit-identical (``max_abs`` 0, also across torch
+thread counts), but the optimisation is chaotic: features perturbed by a relative 1e-6, as another
+device's extraction may perturb them, move an embedding by 0.006-0.046 per value and its mass by at
+most 0.013 (4 zoo models); two seeds differ by 0.031-0.121 per value and by up to 0.041 in mass. A
+replay on other hardware is judged against that noise: it passes when the mass excess is at most
+:data:`MAX_MASS_EXCESS` and the mean difference at most :data:`MAX_MEAN_DIFF`. All ones exceeds the
+mass bound for every zoo model (excess 0.18-0.83); v·3 clipped to [0, 1] for 14 of 26 (0.02-0.14):
+the others gain less than two honest runs differ, and all 26 are flagged ``saturated`` by
+:func:`~hf_spider.embedder.plausibility.plausibility_flags`.
 
 **What "verified" means** for ``select --verified-only``: this machine ran :func:`verify_repo` on
 the repo's current commit and it passed. Each run is recorded next to the scan index
@@ -40,7 +43,8 @@ from .hub.retry import with_retries
 from .hub.scan import default_index_dir
 
 __all__ = [
-    "DEFAULT_TOLERANCE",
+    "MAX_MASS_EXCESS",
+    "MAX_MEAN_DIFF",
     "VerifyReport",
     "embedding_flags",
     "verification_records",
@@ -48,7 +52,8 @@ __all__ = [
     "verify_repo",
 ]
 
-DEFAULT_TOLERANCE = 0.02  # mean |published - recomputed| per value (see the module docstring)
+MAX_MASS_EXCESS = 0.05  # above the largest mass difference of two honest runs (0.041 between seeds)
+MAX_MEAN_DIFF = 0.15  # above the largest mean |difference| of two honest runs (0.121 between seeds)
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,10 @@ class VerifyReport:
     """The outcome of :func:`verify_repo`.
 
     Attributes:
-        passed: the embedding was replayed on the recorded inputs and matches within ``tolerance``.
+        passed: the embedding was replayed on the recorded inputs and matches within the thresholds.
         reasons: why it did not pass (empty when it passed).
-        mean_abs, max_abs, l1: mean, largest and summed |published - recomputed| (None if not compared).
+        mean_abs, max_abs, l1: mean, largest and summed |published - recomputed| (None if not compared);
+            ``max_abs == 0`` is an exact replay.
         mass_excess: mean(published) - mean(recomputed); positive when the published vector is inflated.
         flags: the published vector's plausibility flags (:func:`plausibility_flags`), for information.
     """
@@ -67,7 +73,6 @@ class VerifyReport:
     repo_sha: str
     baseline: str
     passed: bool
-    tolerance: float
     reasons: list[str] = field(default_factory=list)
     mean_abs: float | None = None
     max_abs: float | None = None
@@ -83,7 +88,6 @@ def verify_repo(
     repo_id: str,
     *,
     baseline: str = DEFAULT_BASELINE,
-    tolerance: float = DEFAULT_TOLERANCE,
     record: bool = True,
     progress: bool = True,
 ) -> VerifyReport:
@@ -95,7 +99,6 @@ def verify_repo(
     Args:
         repo_id: the model repo.
         baseline: the baseline the embedding is over.
-        tolerance: largest mean |published - recomputed| per value that passes.
         record: keep the outcome for ``select --verified-only`` (see the module docstring).
 
     Raises:
@@ -121,11 +124,13 @@ def verify_repo(
         diff = np.abs(published.vector.astype(np.float64) - replay.vector)
         report = {"mean_abs": float(diff.mean()), "max_abs": float(diff.max()), "l1": float(diff.sum()),
                   "mass_excess": float(published.vector.mean() - replay.vector.mean())}
-        if report["mean_abs"] > tolerance:
-            reasons.append(f"the published vector differs from the recomputed one by {report['mean_abs']:.4f} "
-                           f"per value (tolerance {tolerance}); it claims {report['mass_excess']:+.3f} mask "
-                           "per value more than the model shows")
-    result = VerifyReport(repo_id, sha, baseline.removeprefix("hf-hub:"), not reasons, tolerance, reasons,
+        if report["mass_excess"] > MAX_MASS_EXCESS:
+            reasons.append(f"the published vector claims {report['mass_excess']:.4f} more mask per value than the "
+                           f"recomputed one (honest replays: at most {MAX_MASS_EXCESS}): inflated")
+        if report["mean_abs"] > MAX_MEAN_DIFF:
+            reasons.append(f"the published vector differs from the recomputed one by {report['mean_abs']:.4f} per "
+                           f"value (honest replays: at most {MAX_MEAN_DIFF}): it describes another model")
+    result = VerifyReport(repo_id, sha, baseline.removeprefix("hf-hub:"), not reasons, reasons,
                           flags=plausibility_flags(published.vector, meta, repo_id), **report)
     if record:
         _record(result)

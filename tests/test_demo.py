@@ -12,8 +12,9 @@ import pytest
 from rich.console import Console
 
 from hf_spider.backbones import load_backbone
-from hf_spider.demo import DEMO_DATA, ZOO_DIR, publish_zoo, render, run_demo
+from hf_spider.demo import DEMO_DATA, RANKER_DIR, ZOO_DIR, publish_zoo, render, run_demo
 from hf_spider.hub.embeddings import fetch_embedding, parse_embedding
+from hf_spider.ranking import METHODS
 
 ORG = "demo-tests"
 MODELS = ["resnet18-all-mix", "resnet10-wide-clipart", "vit-wesnoth", "mnv3-glyphs", "convnext-clipart"]
@@ -42,7 +43,9 @@ def test_demo_ranks_the_zoo_and_compares_with_the_ground_truth(demo):
     assert result.metrics["embedder"]["regret_top1"] == pytest.approx(100 * (max(gt) - gt[0]))
     assert result.metrics["embedder"]["regret_top3"] == pytest.approx(100 * (max(gt) - max(gt[:3])))
     assert -1 <= result.metrics["embedder"]["tau_sfda"] <= 1
-    assert steps[0] == ("Publishing the zoo and its embeddings", 5) and len(steps) == 4
+    ranking_steps = [name for name, _ in steps if name.startswith("Ranking: ")]
+    assert steps[0] == ("Publishing the zoo and its embeddings", 5) and len(steps) == 3 + len(ranking_steps)
+    assert len(ranking_steps) == (len(METHODS) if (RANKER_DIR / "model.safetensors").exists() else 1)
 
     assert [f.name for f in result.files] == ["ranking.png", "spider.png", "demo.json"]
     for name in ("ranking.png", "spider.png"):

@@ -94,7 +94,7 @@ def test_mismatched_rows_are_refused():
 
 
 def _colour_task(n_per_class: int, seed: int):
-    """3 classes: noisy red, green or blue 32x32 images (trivially separable from pixels)."""
+    """3 classes: noisy red, green or blue 32x32 images of the same brightness (trivially separable in colour)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(3), n_per_class)
     images = rng.integers(0, 60, size=(len(labels), 32, 32, 3))
@@ -102,30 +102,44 @@ def _colour_task(n_per_class: int, seed: int):
     return task_from_arrays(images.astype(np.uint8), labels, class_names=["red", "green", "blue"])
 
 
-@pytest.fixture(scope="module")
-def blind_vit(tmp_path_factory) -> str:
-    """A zoo ViT whose final LayerNorm has weight = bias = 0: its features are 0 for every image."""
-    folder = tmp_path_factory.mktemp("blind-vit")
-    shutil.copy(ZOO / "vit-short-breeze" / "config.json", folder / "config.json")
-    weights = load_file(ZOO / "vit-short-breeze" / "model.safetensors")
-    weights["norm.weight"].zero_()
-    weights["norm.bias"].zero_()
-    save_file(weights, folder / "model.safetensors")
+def _colour_blind(folder: Path, name: str, stem: str) -> str:
+    """A copy of zoo model ``name`` whose first layer ``stem`` weighs R, G and B alike: it sees grey only."""
+    folder.mkdir()
+    shutil.copy(ZOO / name / "config.json", folder / "config.json")
+    weights = load_file(ZOO / name / "model.safetensors")
+    weights[stem] = weights[stem].float().mean(1, keepdim=True).expand_as(weights[stem]).to(weights[stem].dtype)
+    save_file({k: v.contiguous() for k, v in weights.items()}, folder / "model.safetensors")
     return str(folder)
 
 
-def test_fine_tuning_learns_what_frozen_features_cannot(blind_vit):
+@pytest.mark.parametrize(("name", "stem"), [("resnet10-tiny-animals", "conv1.0.weight"),
+                                            ("vit-short-breeze", "patch_embed.proj.weight")])
+def test_fine_tuning_learns_what_frozen_features_cannot(tmp_path, name, stem):
+    model = _colour_blind(tmp_path / name, name, stem)
     train, test = _colour_task(40, seed=0), _colour_task(20, seed=1)
-    frozen = [extract_features(blind_vit, t, progress=False).features for t in (train, test)]
-    assert np.abs(frozen[0]).max() == 0  # useless features: the linear probe is at chance
-    assert linear_probe(frozen[0], train.labels, frozen[1], test.labels).score < 0.4
+    frozen = [extract_features(model, t, progress=False).features for t in (train, test)]
+    assert linear_probe(frozen[0], train.labels, frozen[1], test.labels).score < 0.5  # colour-blind: chance
 
-    result = fine_tune(blind_vit, train, test, lrs=(1e-6, 1e-2), epochs=6, device="cpu")
-    # the planted best learning rate wins on validation: 1e-6 cannot move the zeroed LayerNorm in 18 steps
-    assert result.lr == 1e-2 and result.validation_scores[1e-6] < 0.5 < result.validation_scores[1e-2]
+    result = fine_tune(model, train, test, lrs=(1e-7, 1e-2), epochs=6, device="cpu")
+    # the planted best learning rate wins on validation: 1e-7 cannot make the first layer see colour
+    assert result.lr == 1e-2 and result.validation_scores[1e-7] < 0.6 < 0.9 < result.validation_scores[1e-2]
     assert result.score > 0.9 and result.metric == "accuracy" and 1 <= result.epoch <= 6
-    again = fine_tune(blind_vit, train, test, lrs=(1e-6, 1e-2), epochs=6, device="cpu")
-    assert again == result  # seeded: the same split, head, batches and checkpoint
+    assert fine_tune(model, train, test, lrs=(1e-7, 1e-2), epochs=6, device="cpu") == result  # seeded
+
+
+def test_fine_tuning_starts_from_the_linear_probe():
+    """With a negligible learning rate, a model without BatchNorm keeps its features, and the fine-tuned
+    model predicts like the head it starts from: a logistic regression (C=1) on the standardised
+    features of the fitting rows (the stratified 80% of train), recomputed here with scikit-learn."""
+    model = str(ZOO / "vit-short-breeze")
+    train, test = load_task(FIXTURES / "digits-mini", split="train"), load_task(FIXTURES / "digits-mini", split="test")
+    x, xt = (extract_features(model, t, progress=False).features for t in (train, test))
+    fit, _ = train_test_split(np.arange(len(train)), test_size=0.2, random_state=0, stratify=train.labels)
+    scaler = StandardScaler().fit(x[fit])
+    probe = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(scaler.transform(x[fit]), train.labels[fit])
+    expected = (probe.predict(scaler.transform(xt)) == test.labels).mean()
+    result = fine_tune(model, train, test, lrs=(1e-9,), epochs=1, device="cpu")
+    assert result.score == pytest.approx(expected, abs=1e-9) and result.epoch == 1
 
 
 def test_fine_tuning_regression_reports_r2():

@@ -110,3 +110,58 @@ def test_select_cli_table_few_shot(published):
     bad = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
                           "--method", "nope"], capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0 and "unknown method 'nope'" in bad.stderr
+
+
+def _spider_ranker(n_baseline: int, **kwargs):
+    import torch
+
+    from hf_spider.spider import SpiderRanker
+
+    torch.manual_seed(0)
+    widths = sorted({load_backbone(str(ZOO / m)).feature_dim for m in MODELS})
+    return SpiderRanker(encoder=BASELINE, encoder_dim=n_baseline, dim=32, baseline=BASELINE, specific_widths=widths,
+                        **kwargs).eval()
+
+
+def test_spider_ranks_every_published_model_including_ones_it_never_saw(published):
+    """Embedding tokens: a model published after the ranker was trained is ranked with no retraining."""
+    import torch
+
+    from hf_spider.rankagg import borda
+    from hf_spider.spider.tokens import class_means
+
+    task = load_task(f"{ORG}/reference", split="test")
+    entries = {e.repo_id: e for e in scan(BASELINE, author=ORG, progress=False).entries}
+    base = extract_features(load_backbone(BASELINE), task, progress=False).features
+    ranker = _spider_ranker(base.shape[1], embedding_dim=base.shape[1])
+    spider = select_models(task, method="spider", ranker=ranker, baseline=BASELINE, author=ORG, progress=False)
+    assert sorted(c.repo_id for c in spider.candidates) == sorted(published) and spider.forward_passes == 0
+    repos = sorted(entries)
+    with torch.inference_mode():
+        direct = ranker(class_means(base, task.labels),
+                        ranker.model_tokens(embeddings=torch.as_tensor(np.stack([entries[r].vector for r in repos]))))
+    expected = [repos[i] for i in np.argsort(-direct.numpy(), kind="stable")]
+    assert [c.repo_id for c in spider.candidates] == expected
+    assert [c.score for c in spider.candidates] == pytest.approx(sorted(direct.tolist(), reverse=True), rel=1e-5)
+
+    reranked = select_models(task, method="spider", ranker=ranker, baseline=BASELINE, author=ORG, rerank=2,
+                             progress=False)
+    assert reranked.forward_passes == 2 and reranked.method == "spider+rerank(k=2)"
+    assert {c.repo_id for c in reranked.candidates[:2]} == set(expected[:2])
+    assert [c.repo_id for c in reranked.candidates[2:]] == expected[2:]
+    assert all(c.rerank_score is not None for c in reranked.candidates[:2])
+
+    combined = select_models(task, method="spider+embedder", ranker=ranker, baseline=BASELINE, author=ORG,
+                             progress=False)
+    plain = select_models(task, baseline=BASELINE, author=ORG, progress=False)
+    embedder = {c.repo_id: c.score for c in plain.candidates}
+    mean_rank = borda(np.stack([direct.numpy(), [embedder[r] for r in repos]]))[0]
+    assert [c.repo_id for c in combined.candidates] == [repos[i] for i in np.lexsort((-direct.numpy(), -mean_rank))]
+
+
+def test_table_token_spider_ranks_only_its_training_zoo(published):
+    task = load_task(f"{ORG}/reference", split="test")
+    width = load_backbone(str(ZOO / "resnet10-animals")).feature_dim
+    ranker = _spider_ranker(width, token_source="table", models=[f"zoo/{m}" for m in MODELS[:3]])
+    result = select_models(task, method="spider", ranker=ranker, baseline=BASELINE, author=ORG, progress=False)
+    assert sorted(c.repo_id for c in result.candidates) == sorted(f"{ORG}/{m}" for m in MODELS[:3])

@@ -33,7 +33,8 @@ def _malformed(rng: random.Random, i: int) -> dict[str, bytes]:
     config = dict(CONFIG)
     kind = i % 10
     if kind == 0:  # the config is not JSON / not an object / truncated
-        files["config.json"] = rng.choice([b"{", b"[1, 2]", b"\xff\xfe", b"null", files["config.json"][: rng.randint(1, 40)]])
+        files["config.json"] = rng.choice([b"{", b"[1, 2]", b"\xff\xfe", b"null",
+                                           files["config.json"][: rng.randint(1, 40)]])
     elif kind == 1:  # unknown or hostile keys
         config[rng.choice(["__class__", "trust_remote_code", "eval", f"x{i}"])] = 1
     elif kind == 2:  # sizes that would allocate gigabytes, or nonsense

@@ -17,8 +17,9 @@ reaches from v = σ(6) ≈ 0.998 with weight decay on v', which gives it two mea
   vector to [0, 1] piles values there: more than :data:`MAX_SATURATED` is flagged.
 
 These flags catch naive inflation only: a vector crafted to stay under both bounds passes them.
-``hf_spider verify`` (recomputing the embedding) is the check that does not depend on the
-attacker's naivety; see the README's "What the defence does and does not guarantee".
+``hf_spider verify`` (:mod:`hf_spider.verify`, recomputing the embedding) does not depend on the
+attacker's naivety, down to the method's own run-to-run noise; see the README's "What the defence
+does and does not guarantee".
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ from .training import (
 
 __all__ = ["RankerRecipe", "TrainingReport", "train_ranker"]
 
+RERANK_TOLERANCE = 0.005  # a forward pass per candidate is not worth less τ than this
+
 
 @dataclass
 class RankerRecipe:
@@ -48,8 +50,8 @@ class RankerRecipe:
     encoder: str
     embedder: EmbedderSetup | None = None  # needed for embedding model tokens
     token_source: str = "embedding"
-    train_tasks: int = 80
-    validation_tasks: int = 16
+    train_tasks: int = 60
+    validation_tasks: int = 12
     max_classes: int = 50
     max_per_class: int = 30
     label_candidates: tuple[str, ...] = CANDIDATE_LABEL_SCORES[:5]
@@ -124,8 +126,8 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     with _timed(report, "validation"):
         report.validation_tau = {k: round(v, 4) for k, v in validate(ranker, data, validation,
                                                                      embeddings=embeddings).items()}
-    best = max(report.validation_tau.values())
-    report.default_rerank = min(k for k, v in report.validation_tau.items() if v >= best - 1e-9)
+    best = max(report.validation_tau.values())  # the cheapest budget within 0.005 τ of the best
+    report.default_rerank = min(k for k, v in report.validation_tau.items() if v >= best - RERANK_TOLERANCE)
     ranker.set_default_rerank(report.default_rerank)
     ranker.training_report = report.to_json()
     return ranker, report
