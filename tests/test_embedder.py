@@ -302,3 +302,22 @@ def test_embed_task_validates_inputs(labels, kwargs, match):
     base = np.random.default_rng(0).standard_normal((10, 4))
     with pytest.raises(InvalidInputError, match=match):
         embed_task(base, labels, **{**TASK_OPTS, "epochs": 1, **kwargs})
+
+
+def test_embed_zoo_caches_each_embedding_by_its_inputs(monkeypatch):
+    from pathlib import Path
+
+    from conftest import FIXTURES
+
+    from hf_spider.embedder import zoo as zoo_module
+
+    models = [str(Path(__file__).parents[1] / "benchmarks" / "zoo" / "models" / m)
+              for m in ("resnet10-tiny-animals", "convnext-short-wesnoth")]
+    setup = zoo_module.EmbedderSetup(models[0], str(FIXTURES / "digits-mini"), "train", max_per_class=4, steps=20)
+    first = zoo_module.embed_zoo(models, setup, progress=False)
+    monkeypatch.setattr(zoo_module, "embed_model", lambda *a, **k: 1 / 0)  # a cache hit must not optimise
+    again = zoo_module.embed_zoo(models, setup, progress=False)
+    assert all(np.array_equal(first[m], again[m]) and again[m].dtype == np.float32 for m in models)
+    other = zoo_module.EmbedderSetup(models[0], str(FIXTURES / "digits-mini"), "train", max_per_class=4, steps=21)
+    with pytest.raises(ZeroDivisionError):  # other settings: another cache entry, computed afresh
+        zoo_module.embed_zoo(models[:1], other, progress=False)

@@ -7,11 +7,15 @@ publishing anything.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from safetensors import SafetensorError
 
+from ..constants import cache_root
 from ..features import extract_features
 from ..tasks import load_task
 from .model_embedding import embed_model
@@ -32,10 +36,34 @@ class EmbedderSetup:
 
 def embed_zoo(models: Sequence[str], setup: EmbedderSetup, *, seed: int = 0,
               progress: bool = True) -> dict[str, np.ndarray]:
-    """Each model's embedding vector over ``setup.baseline`` on the reference set, keyed by model id."""
+    """Each model's embedding vector over ``setup.baseline`` on the reference set, keyed by model id.
+
+    An embedding is a pure function of the two cached feature arrays, the steps and the seed, so it
+    is cached under a digest of them: re-running a benchmark or a ranker training recomputes nothing.
+    """
     reference = load_task(setup.reference, split=setup.reference_split, max_per_class=setup.max_per_class,
                           seed=seed)
     baseline = extract_features(setup.baseline, reference, progress=progress).features
-    return {m: embed_model(extract_features(m, reference, progress=progress).features, baseline,
-                           steps=setup.steps, seed=seed, progress=False).vector
+    return {m: _cached_embedding(extract_features(m, reference, progress=progress).features, baseline,
+                                 steps=setup.steps, seed=seed)
             for m in models}
+
+
+def _cached_embedding(features: np.ndarray, baseline: np.ndarray, *, steps: int, seed: int) -> np.ndarray:
+    from safetensors.numpy import load_file, save_file
+
+    digest = hashlib.sha256(f"{steps}:{seed}:{features.shape}:{baseline.shape}".encode())
+    digest.update(np.ascontiguousarray(features).tobytes())
+    digest.update(np.ascontiguousarray(baseline).tobytes())
+    path = cache_root() / "model_embeddings" / f"{digest.hexdigest()}.safetensors"
+    try:
+        return load_file(path)["embedding"]
+    except (OSError, KeyError, ValueError, SafetensorError):  # missing or unreadable: recompute
+        pass
+    vector = np.ascontiguousarray(embed_model(features, baseline, steps=steps, seed=seed, progress=False).vector,
+                                  dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({"embedding": vector}, tmp)
+    os.replace(tmp, path)
+    return vector
