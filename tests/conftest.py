@@ -59,3 +59,12 @@ def repo_id(request) -> str:
     """A fresh repo id for one test (the repo itself is not created)."""
     name = request.node.name.replace("[", "-").replace("]", "")[:60]
     return f"tests/{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of tiny tensors (extra threads only stall on a busy machine)."""
+    from hf_spider.spider.predict import one_thread as single_thread
+
+    with single_thread():
+        yield

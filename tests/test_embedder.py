@@ -28,13 +28,7 @@ MODEL_OPTS = dict(steps=400, lr_step=100, progress=False, device="cpu")
 TASK_OPTS = dict(progress=False, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matrices: extra threads only add synchronisation (and stall on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 @pytest.fixture(scope="module")

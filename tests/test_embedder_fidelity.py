@@ -6,18 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from hf_spider.embedder import embed_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small matrices: extra threads only add synchronisation (minutes instead of seconds on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import FIXTURES
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -26,13 +25,7 @@ from hf_spider.tasks import load_task, task_from_arrays
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models and batches: extra threads only add synchronisation (and stall on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
 
 def _gaussian_task(rng, n, separation, d=8, classes=3):
