@@ -3,18 +3,18 @@
 Selection scores a model by the fuzzy intersection Σ min(u_i, v_i) with the task embedding u, so a
 larger mask can only raise a score: an owner who publishes an inflated vector (all ones, or v·3
 clipped to 1) wins every selection. An honest vector is what :func:`~hf_spider.embedder.embed_model`
-reaches from v = σ(6) ≈ 0.998 with weight decay on v', which gives it two measurable traits
-(``benchmarks/plausibility.py``; the 27 zoo models over ``resnet18-all-mix`` on ``reference-mix``):
+computes, which gives it two checkable traits (``benchmarks/plausibility.py``: the 27 zoo models
+over ``resnet18-all-mix`` on ``reference-mix``, 1,000 steps):
 
+* **bounded values**: ``embed_model`` keeps every mask logit v'/τ in [-6, 6], so no value exceeds
+  σ(6) = :data:`MAX_VALUE` ≈ 0.9975. A value above it (a 1 from clipping, say) is not what hf_spider
+  computes: inflated, or made by a version before that bound.
 * **mass**: no model should keep more of the baseline than the baseline itself, and a baseline
-  embedded against itself keeps a mean mask of 0.59-0.88 after 1,000-4,000 steps (four zoo
-  baselines); the 26 other zoo models keep 0.17-0.82 over ``resnet18-all-mix``. A mean above
+  embedded against itself keeps a mean mask of 0.58-0.87 after 1,000-4,000 steps (four zoo
+  baselines); the 26 other zoo models keep 0.09-0.82 over ``resnet18-all-mix``. A mean above
   :data:`MAX_MEAN` is inflated or barely optimised: after only 200 steps the mask has hardly left its
-  start (self-embeddings 0.91-0.99, honest models up to 0.96 on a 100-image reference), so such an
-  embedding claims nearly every baseline feature whatever the model.
-* **saturation**: σ(v'/τ) rounds to exactly 1.0 only when v' grew far above its start; honest zoo
-  vectors have 0-2.3 % of their values at exactly 1 (self-embeddings: none). Clipping an inflated
-  vector to [0, 1] piles values there: more than :data:`MAX_SATURATED` is flagged.
+  start (self-embeddings 0.91-0.99), so such an embedding claims nearly every baseline feature
+  whatever the model.
 
 These flags catch naive inflation only: a vector crafted to stay under both bounds passes them.
 ``hf_spider verify`` (:mod:`hf_spider.verify`, recomputing the embedding) does not depend on the
@@ -24,12 +24,16 @@ does and does not guarantee".
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["MAX_MEAN", "MAX_SATURATED", "plausibility_flags"]
+from .model_embedding import _V_INIT_LOGIT
 
-MAX_MEAN = 0.98  # above every self-embedding optimised for 1,000+ steps (0.88) and most 200-step ones
-MAX_SATURATED = 0.10  # more than 4x the largest share of exact ones in an honest zoo vector (2.3 %)
+__all__ = ["MAX_MEAN", "MAX_VALUE", "plausibility_flags"]
+
+MAX_VALUE = 1 / (1 + math.exp(-_V_INIT_LOGIT))  # σ(6): embed_model's largest value (its logits are bounded)
+MAX_MEAN = 0.98  # above every self-embedding optimised for 1,000+ steps (0.87) and most 200-step ones
 
 
 def plausibility_flags(vector: np.ndarray, metadata: dict[str, str], repo_id: str) -> list[str]:
@@ -45,9 +49,10 @@ def plausibility_flags(vector: np.ndarray, metadata: dict[str, str], repo_id: st
     if mean > MAX_MEAN:
         flags.append(f"mass: mean mask {mean:.3f} is above {MAX_MEAN}, more than a baseline keeps of itself: "
                      "inflated, or barely optimised")
-    saturated = float((vector >= 1.0).mean())
-    if saturated > MAX_SATURATED:
-        flags.append(f"saturated: {saturated:.0%} of the values are exactly 1 (honest embeddings: a few %)")
+    above = int((vector > MAX_VALUE + 1e-6).sum())
+    if above:
+        flags.append(f"saturated: {above} of {vector.size} values are above {MAX_VALUE:.4f}, the most hf_spider's "
+                     "embedder produces: inflated (clipped to 1), or made before that bound")
     if metadata.get("model") != repo_id:
         flags.append(f"copied: the embedding was computed for {metadata.get('model')!r}, not this repo")
     return flags
