@@ -4,8 +4,8 @@
 
 Sweep: rank ``--models`` synthetic published embeddings (N = ``--dim``) for one task embedding, as
 ``select`` does after the task embedding (``rank_rows`` over the validated index) and through
-``rank_by_embedding`` (an untrusted name -> vector mapping, validated first). Embedding: ``embed_model`` for 4,000 steps on cached
-features (n = 10,000 reference images, d_m = 512, N = 512). Median of ``--repeats`` runs, CPU.
+``rank_by_embedding`` (an untrusted name -> vector mapping, validated first). Embedding: ``embed_model``
+for 4,000 steps on cached features (n = 10,000 reference images, d_m = 512, N = 512). Median of ``--repeats`` runs, CPU.
 """
 
 from __future__ import annotations

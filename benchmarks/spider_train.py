@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--offline-data", type=Path, default=Path("../shared/offline_data"))
     parser.add_argument("--out", type=Path, default=ZOO.parent / "ranker")
     parser.add_argument("--holdout", default="resnet18-emoji-google", help="Zoo model left out of one ranker.")
-    parser.add_argument("--train-tasks", type=int, default=60)
-    parser.add_argument("--validation-tasks", type=int, default=12)
+    parser.add_argument("--train-tasks", type=int, default=300)
+    parser.add_argument("--validation-tasks", type=int, default=30)
     args = parser.parse_args()
 
     zoo = sorted(str(p.parent) for p in ZOO.glob("*/config.json"))
@@ -64,6 +64,7 @@ def main() -> None:
         ranker, report = train_ranker(models, pool, recipe, names=[f"{ZOO_ORG}/{model_key(m)}" for m in models])
         wall = time.perf_counter() - start
         if out is not None:
+            (out / "README.md").unlink(missing_ok=True)  # save_pretrained keeps an existing card
             ranker.save_pretrained(out)
         s, tau = report.seconds, report.validation_tau
         table.add_row(label, f"{wall:.0f}", f"{s.get('features', 0) + s.get('model_embeddings', 0):.0f}",

@@ -50,7 +50,8 @@ def _root(
 
 @hub_app.command("serve")
 def hub_serve(
-    root: Annotated[Path, typer.Option(help="Folder holding the repositories (created if missing; kept across restarts).")] = Path("./hubdata"),
+    root: Annotated[Path, typer.Option(
+        help="Folder holding the repositories (created if missing; kept across restarts).")] = Path("./hubdata"),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8080,
     token: Annotated[
         str | None, typer.Option(envvar="HF_SPIDER_HUB_TOKEN", help="Token required for writes (default: open).")
@@ -95,8 +96,8 @@ def bench(
         help="Target tasks with train/test splits: Hub dataset ids, folders, or names under --data-root. "
              "Default: every tgt-*/reg-* under --data-root.")] = None,
     method: Annotated[list[str] | None, typer.Option(help="Scores to run (default: all that fit).")] = None,
-    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA",
-                                            help="Folder of offline datasets.")] = REPO_ROOT.parent / "shared" / "offline_data",
+    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets.")] = (
+        REPO_ROOT.parent / "shared" / "offline_data"),
     ground_truth: Annotated[Path, typer.Option(help="Ground-truth JSON read and extended.")] = (
         REPO_ROOT / "benchmarks" / "zoo" / "ground_truth.json"),
     ground_truth_protocol: Annotated[str, typer.Option(
@@ -180,12 +181,13 @@ def train_ranker_command(
         help="Embedder reference set DATASET[:split] for embedding tokens (default: reference-mix).")] = None,
     token_source: Annotated[str, typer.Option(help="Model tokens: embedding (new models need no retraining) or "
                                                    "table (the paper).")] = "embedding",
-    train_tasks: Annotated[int, typer.Option(help="Training tasks to sample.")] = 60,
-    validation_tasks: Annotated[int, typer.Option(help="Validation tasks (linear-probe ground truth).")] = 12,
+    train_tasks: Annotated[int, typer.Option(help="Training tasks to sample.")] = 300,
+    validation_tasks: Annotated[int, typer.Option(help="Validation tasks (linear-probe ground truth).")] = 30,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     names_org: Annotated[str, typer.Option(help="Organisation the ranker records for models given as folders.")] = (
         ZOO_ORG),
-    out: Annotated[Path | None, typer.Option(help="Save the ranker (config.json, model.safetensors, README.md) here.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Save the ranker (config.json, model.safetensors, README.md) here.")] = None,
     push: Annotated[str | None, typer.Option(help="Push the ranker to this Hub repo.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the training report as JSON.")] = False,
 ) -> None:
@@ -311,7 +313,8 @@ def select(
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
     shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
     method: Annotated[str, typer.Option(help="Ranking method: embedder, spider or spider+embedder.")] = "embedder",
-    ranker: Annotated[str | None, typer.Option(help="Model Spider ranker (Hub repo or folder) for the spider methods.")] = None,
+    ranker: Annotated[str | None, typer.Option(
+        help="Model Spider ranker (Hub repo or folder) for the spider methods.")] = None,
     rerank: Annotated[int | None, typer.Option(
         help="Forward passes allowed: re-rank the top K (spider default: the ranker's validated K; else 0).")] = None,
     rerank_score: Annotated[str, typer.Option(help="Forward-based score for re-ranking.")] = "logme",

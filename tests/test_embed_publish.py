@@ -27,7 +27,8 @@ def embed_repos(api: HfApi) -> dict[str, str]:
         api.create_repo(repo, exist_ok=True)
         api.upload_folder(folder_path=ZOO / name, repo_id=repo)
         repos[name] = repo
-    owner_card = "---\nlicense: mit\nlibrary_name: timm\ntags:\n- image-classification\n---\n# My model\n\nOwner text.\n"
+    owner_card = ("---\nlicense: mit\nlibrary_name: timm\ntags:\n- image-classification\n---\n"
+                  "# My model\n\nOwner text.\n")
     api.upload_file(path_or_fileobj=owner_card.encode(), path_in_repo="README.md", repo_id=repos[MODEL])
     api.create_repo("embed-tests/reference", repo_type="dataset", exist_ok=True)
     api.upload_folder(folder_path=FIXTURES / "digits-mini", repo_id="embed-tests/reference", repo_type="dataset")

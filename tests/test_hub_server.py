@@ -68,8 +68,8 @@ def test_upload_file_and_folder_then_download(api: HfApi, repo_id: str, tmp_path
 
 def test_multi_operation_commit_and_revisions(api: HfApi, repo_id: str):
     api.create_repo(repo_id)
-    first = api.create_commit(repo_id, operations=[CommitOperationAdd("a.txt", b"A1"), CommitOperationAdd("b.txt", b"B")],
-                              commit_message="first")
+    first = api.create_commit(repo_id, commit_message="first",
+                              operations=[CommitOperationAdd("a.txt", b"A1"), CommitOperationAdd("b.txt", b"B")])
     second = api.create_commit(repo_id, operations=[CommitOperationAdd("a.txt", b"A2"), CommitOperationDelete("b.txt")],
                                commit_message="second", parent_commit=first.oid)
     assert api.model_info(repo_id).sha == second.oid

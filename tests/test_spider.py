@@ -13,7 +13,18 @@ from hf_spider.errors import InvalidInputError
 from hf_spider.spider.model import SpiderRanker, listmle_loss
 from hf_spider.spider.predict import rank_models
 from hf_spider.spider.tokens import class_means, regression_bins
-from hf_spider.spider.training import Pool, SampledTask, TrainConfig, train, validate
+from hf_spider.spider.training import (
+    Pool,
+    SampledTask,
+    TrainConfig,
+    _stratified_mask,
+    image_attributes,
+    probe_ground_truth,
+    sample_tasks,
+    train,
+    validate,
+)
+from hf_spider.tasks import task_from_arrays
 
 
 def test_listmle_matches_the_plackett_luce_formula():
@@ -72,6 +83,56 @@ def test_ranker_learns_a_planted_ranking():
     after = validate(ranker, pool, tasks[:10], ks=[0])[0]
     assert history[-1] < 0.5 * history[0]
     assert after > 0.95 and after > before  # both families ordered right from the task tokens alone
+
+
+def test_ranker_tells_regression_from_classification_on_the_same_data():
+    """Bins of a data set look like its classes (identical tokens here): only the regression marker lets
+    regressing family-0 data prefer the other model family."""
+    pool, tasks, quality = _synthetic_pool()
+    mixed = [SampledTask(t.rows, t.labels.astype(np.float32) if i % 2 else t.labels, regression=bool(i % 2),
+                         scores=quality[i % 2][None, :], ground_truth=quality[i % 2])
+             for i, t in enumerate(t for t in tasks if t.ground_truth[0] == quality[0][0])]
+    ranker = SpiderRanker(encoder="synthetic", encoder_dim=16, dim=32, token_source="table", models=pool.models,
+                          specific_widths=[16], dropout=0.0)
+    train(ranker, pool, mixed, config=TrainConfig(epochs=80, batch_tasks=8, lr=3e-3), progress=False)
+    for kind in (False, True):
+        assert validate(ranker, pool, [t for t in mixed if t.regression == kind], ks=[0])[0] > 0.95
+
+
+def test_image_attributes_match_their_formulas():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 4, 4, 3), dtype=np.uint8)
+    got = image_attributes(task_from_arrays(images, np.arange(5) % 2))
+    rgb = images.astype(np.float64) / 255
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    expected = np.stack([y.mean((1, 2)), y.std((1, 2)), (rgb.max(-1) - rgb.min(-1)).mean((1, 2)),
+                         (r - g).mean((1, 2)), (b - (r + g) / 2).mean((1, 2))], axis=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_regression_tasks_regress_a_varying_attribute_and_are_probed_by_r2(tmp_path, monkeypatch):
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    monkeypatch.setenv("HF_SPIDER_CACHE", str(tmp_path))
+    pool, _, _ = _synthetic_pool()
+    rng = np.random.default_rng(1)
+    pool.attributes = np.stack([rng.normal(size=len(pool.labels)), np.zeros(len(pool.labels))], 1)  # 2nd: grey
+    tasks = sample_tasks(pool, 30, validation=False, regression_fraction=0.5, max_classes=4, max_per_class=10)
+    reg = [t for t in tasks if t.regression]
+    assert 5 < len(reg) < 25 and all(len(t.rows) <= 40 for t in reg)
+    for t in reg:
+        np.testing.assert_array_equal(t.labels, pool.attributes[t.rows, 0])  # never the constant attribute
+    probe_ground_truth(pool, reg[:1], progress=False)
+    task = reg[0]
+    # the probe's split is stratified by quantile bin: recompute R² on that split directly
+    test = _stratified_mask(regression_bins(task.labels), 0.5, np.random.default_rng(0))
+    x, y = pool.features[2][task.rows], task.labels
+    scaler = StandardScaler().fit(x[~test])
+    pred = Ridge(alpha=1.0).fit(scaler.transform(x[~test]), y[~test]).predict(scaler.transform(x[test]))
+    r2 = 1 - ((y[test] - pred) ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
+    assert task.ground_truth[2] == pytest.approx(r2, rel=1e-6)
 
 
 def test_ranker_round_trips_through_the_hub(api, repo_id):

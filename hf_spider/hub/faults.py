@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from .server import ServerThread
+
 __all__ = ["KINDS", "FaultyProxy"]
 
 KINDS = ("drop_request", "drop_response", "delay", "truncate", "error", "throttle")
@@ -54,7 +56,7 @@ class _Fault:
     status: int  # error
 
 
-class FaultyProxy:
+class FaultyProxy(ServerThread):
     """Forward to ``upstream``, injecting faults into a seeded random ``rate`` of the requests.
 
     Args:
@@ -83,26 +85,11 @@ class FaultyProxy:
         self.injected: Counter[str] = Counter()
         self._server = _ProxyServer(("127.0.0.1", port), _Handler)
         self._server.proxy = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="hf_spider-faulty-proxy", daemon=True)
+        super().__init__(self._server, "hf_spider-faulty-proxy")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FaultyProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> FaultyProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _draw(self, method: str, path: str) -> _Fault | None:
         """Count the request and decide its fault (every random number drawn here, in arrival order)."""

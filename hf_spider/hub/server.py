@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from .storage import (
@@ -69,7 +69,8 @@ _ROUTES: list[_Route] = [
          "paths_info"),
         ("GET", r"^/api/(?P<t>models|datasets|spaces)/(?P<o>[^/]+)/(?P<n>[^/]+)/refs$", "refs"),
         ("GET", r"^/api/(?P<t>models|datasets|spaces)/(?P<o>[^/]+)/(?P<n>[^/]+)/commits/(?P<rev>[^/]+)$", "commits"),
-        ("GET", r"^/(?:(?P<t>datasets|spaces)/)?(?P<o>[^/]+)/(?P<n>[^/]+)/resolve/(?P<rev>refs%2F[^/]+|refs/(?:pr|convert)/[^/]+|[^/]+)/(?P<path>.+)$",
+        ("GET", r"^/(?:(?P<t>datasets|spaces)/)?(?P<o>[^/]+)/(?P<n>[^/]+)/resolve/"
+                r"(?P<rev>refs%2F[^/]+|refs/(?:pr|convert)/[^/]+|[^/]+)/(?P<path>.+)$",
          "resolve"),
     ]
 ]
@@ -94,33 +95,44 @@ class HubServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class LocalHub:
+_T = TypeVar("_T", bound="ServerThread")
+
+
+class ServerThread:
+    """An HTTP server answering from a daemon thread: ``start()``/``stop()``, or a ``with`` block."""
+
+    def __init__(self, server: ThreadingHTTPServer, name: str) -> None:
+        self._http = server
+        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+
+    def start(self: _T) -> _T:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join()
+
+    def __enter__(self: _T) -> _T:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalHub(ServerThread):
     """Run a :class:`HubServer` in a background thread: ``with LocalHub(root) as hub: hub.url``."""
 
     def __init__(
         self, root: str | os.PathLike[str], *, port: int = 0, token: str | None = None, page_size: int = 1000
     ) -> None:
         self.server = HubServer(root, port=port, token=token, page_size=page_size)
-        self._thread = threading.Thread(target=self.server.serve_forever, name="hf_spider-local-hub", daemon=True)
+        super().__init__(self.server, "hf_spider-local-hub")
 
     @property
     def url(self) -> str:
         return self.server.url
-
-    def start(self) -> LocalHub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> LocalHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -37,7 +37,8 @@ REPO_TYPES = ("model", "dataset", "space")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _OID_RE = re.compile(r"^[0-9a-f]{40}$")
 _FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
-_INITIAL_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.parquet filter=lfs diff=lfs merge=lfs -text\n"
+_INITIAL_GITATTRIBUTES = (b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+                          b"*.parquet filter=lfs diff=lfs merge=lfs -text\n")
 
 
 class HubStorageError(Exception):
@@ -228,7 +229,8 @@ class HubStorage:
             raise BadRequest(f"Invalid repo type {repo_type!r}")
         parts = repo_id.split("/")
         if len(parts) != 2 or not all(_NAME_RE.match(p) for p in parts) or ".." in repo_id:
-            raise BadRequest(f"Invalid repo id {repo_id!r}: expected 'namespace/name' of letters, digits, '-', '_', '.'")
+            raise BadRequest(f"Invalid repo id {repo_id!r}: "
+                             "expected 'namespace/name' of letters, digits, '-', '_', '.'")
         with self._lock:
             if (repo_type, repo_id) in self._repos_state:
                 raise RepoExists(f"You already created this {repo_type} repo: {repo_id}")

@@ -90,6 +90,7 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
         self.task_proj = nn.Linear(encoder_dim, dim)
         self.specific_proj = nn.ModuleDict({str(w): nn.Linear(w, dim) for w in specific_widths})
         self.type_embedding = nn.Parameter(torch.zeros(2, dim))  # 0: general, 1: PTM-specific
+        self.regression_embedding = nn.Parameter(torch.zeros(dim))  # marks every token of a regression task
         if token_source == "table":
             self.table = nn.Embedding(len(self.models), dim)
         else:
@@ -129,7 +130,7 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
         return self.embedding_mlp(embeddings.to(self.head[1].weight))
 
     def forward(self, task_tokens: torch.Tensor, model_tokens: torch.Tensor,
-                specific: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
+                specific: Mapping[int, torch.Tensor] | None = None, *, regression: bool = False) -> torch.Tensor:
         """Scores ``[M]`` for M candidates on one task.
 
         Args:
@@ -137,8 +138,12 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
             model_tokens: ``[M, d]`` from :meth:`model_tokens`.
             specific: candidate index -> its own class prototypes ``[C, d_m]`` (same class order),
                 used instead of the general tokens for that candidate.
+            regression: the task has real targets (its prototypes are quantile-bin means): a learned
+                embedding marks every token, since bins of a data set look like its classes.
         """
-        general = self.task_proj(task_tokens.to(model_tokens)) + self.type_embedding[0]
+        kind = self.regression_embedding if regression else torch.zeros_like(self.regression_embedding)
+        model_tokens = model_tokens + kind
+        general = self.task_proj(task_tokens.to(model_tokens)) + self.type_embedding[0] + kind
         tokens = general.unsqueeze(0).repeat(len(model_tokens), 1, 1)  # [M, C, d]
         for m, prototypes in (specific or {}).items():
             width = str(prototypes.shape[-1])
@@ -147,7 +152,7 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
                                         f"(trained widths: {self.specific_widths})")
             if len(prototypes) != len(general):
                 raise InvalidInputError(f"specific tokens have {len(prototypes)} classes, the task {len(general)}")
-            tokens[m] = self.specific_proj[width](prototypes.to(model_tokens)) + self.type_embedding[1]
+            tokens[m] = self.specific_proj[width](prototypes.to(model_tokens)) + self.type_embedding[1] + kind
         query = model_tokens.unsqueeze(1)  # [M, 1, d]
         sequence = torch.cat([query, tokens], dim=1)  # [θ_m, μ_1 … μ_C]
         attended, _ = self.attention(query, sequence, sequence, need_weights=False)

@@ -59,7 +59,7 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
     ranker.eval()
     general = class_means(encoder_features, labels, regression=regression)
     theta = ranker.model_tokens(models=models, embeddings=None if embeddings is None else torch.as_tensor(embeddings))
-    scores = ranker(general, theta).numpy()
+    scores = ranker(general, theta, regression=regression).numpy()
     order = np.lexsort((-scores, -(scores if prior is None else np.asarray(prior, dtype=float))))
     rescored: dict[int, float] = {}
     if rerank > 0:
@@ -71,7 +71,7 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
             if f.shape[1] in ranker.specific_widths:
                 specific[int(i)] = class_means(f, labels, regression=regression)
         if specific:
-            new = ranker(general, theta, specific).numpy()
+            new = ranker(general, theta, specific, regression=regression).numpy()
             rescored = {i: float(new[i]) for i in specific}
             slots = [p for p, i in enumerate(order[:rerank]) if int(i) in rescored]
             order[slots] = sorted(rescored, key=lambda i: -rescored[i])

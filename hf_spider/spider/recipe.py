@@ -50,10 +50,11 @@ class RankerRecipe:
     encoder: str
     embedder: EmbedderSetup | None = None  # needed for embedding model tokens
     token_source: str = "embedding"
-    train_tasks: int = 60
-    validation_tasks: int = 12
+    train_tasks: int = 300
+    validation_tasks: int = 30
     max_classes: int = 50
     max_per_class: int = 30
+    regression_fraction: float = 0.2  # tasks regressing an image attribute (see training.IMAGE_ATTRIBUTES)
     label_candidates: tuple[str, ...] = CANDIDATE_LABEL_SCORES[:5]
     dim: int = 128
     training: TrainConfig = field(default_factory=TrainConfig)
@@ -103,7 +104,8 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
         with _timed(report, "model_embeddings"):
             vectors = embed_zoo(zoo, recipe.embedder, seed=recipe.seed, progress=progress)
             embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
-    sizes = {"max_classes": recipe.max_classes, "max_per_class": recipe.max_per_class}
+    sizes = {"max_classes": recipe.max_classes, "max_per_class": recipe.max_per_class,
+             "regression_fraction": recipe.regression_fraction}
     validation = sample_tasks(data, recipe.validation_tasks, validation=True, seed=recipe.seed + 1, **sizes)
     training = sample_tasks(data, recipe.train_tasks, validation=False, seed=recipe.seed, **sizes)
     with _timed(report, "validation_labels"):

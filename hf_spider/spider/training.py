@@ -10,6 +10,11 @@ The pool's images are split per class into a training part and a validation part
 are labelled with the Copeland aggregate of forward-based scores (cheap, approximate), validation
 tasks with the real objective, each model's linear-probe accuracy, which picks the supervision
 scores and the default re-ranking budget k — never the test targets.
+
+The pool's datasets are classification data; **decision:** regression tasks are made from them by
+regressing an image statistic (:data:`IMAGE_ATTRIBUTES`: luminance, contrast, saturation and two
+colour-opponent means), so that the ranker also learns what real targets ask of a model. They are
+labelled by every score that handles real targets and validated by a ridge probe's R².
 """
 
 from __future__ import annotations
@@ -34,13 +39,26 @@ from ..rankagg import copeland
 from ..tasks import Task
 from .model import SpiderRanker, listmle_loss
 from .predict import one_thread, order_to_scores, rank_models
-from .tokens import class_means
+from .tokens import class_means, regression_bins
 
-__all__ = ["Pool", "SampledTask", "TrainConfig", "build_pool", "choose_label_scores", "label_tasks",
-           "probe_ground_truth", "sample_tasks", "train", "validate"]
+__all__ = ["IMAGE_ATTRIBUTES", "Pool", "SampledTask", "TrainConfig", "build_pool", "choose_label_scores",
+           "image_attributes", "label_tasks", "probe_ground_truth", "sample_tasks", "train", "validate"]
 
 # Scores whose Copeland aggregates are candidate supervisions (cheap on tasks of a few thousand rows).
 CANDIDATE_LABEL_SCORES = ("logme", "knn", "h_score_shrink", "leep", "nce", "pactran", "lfc", "sfda", "gbc")
+IMAGE_ATTRIBUTES = ("luminance", "contrast", "saturation", "red_green", "blue_yellow")
+
+
+def image_attributes(task: Task) -> np.ndarray:
+    """``[n, 5]`` per-image statistics (:data:`IMAGE_ATTRIBUTES`) of RGB in [0, 1], Y = 0.299R + 0.587G + 0.114B:
+    mean Y, std of Y, mean of max(RGB) − min(RGB), mean of R − G, mean of B − (R + G) / 2."""
+    out = np.empty((len(task), len(IMAGE_ATTRIBUTES)), dtype=np.float32)
+    for i in range(len(task)):
+        rgb = np.asarray(task.image(i), dtype=np.float32).reshape(-1, 3) / 255.0
+        y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        r, g, b = rgb.T
+        out[i] = (y.mean(), y.std(), (rgb.max(1) - rgb.min(1)).mean(), (r - g).mean(), (b - (r + g) / 2).mean())
+    return out
 
 
 @dataclass
@@ -58,6 +76,7 @@ class Pool:
     labels: np.ndarray  # [n]
     dataset: np.ndarray  # [n]
     validation: np.ndarray  # [n] bool
+    attributes: np.ndarray | None = None  # [n, len(IMAGE_ATTRIBUTES)]: regression targets
 
     @property
     def widths(self) -> list[int]:
@@ -66,10 +85,12 @@ class Pool:
 
 @dataclass
 class SampledTask:
-    """Pool rows and their labels ``0..C-1``; ``scores`` [K, M] of the supervision scores once labelled."""
+    """Pool rows and their labels (``0..C-1``, or real targets with ``regression``); ``scores`` [K, M] of the
+    supervision scores once labelled."""
 
     rows: np.ndarray
     labels: np.ndarray
+    regression: bool = False
     scores: np.ndarray | None = None
     ground_truth: np.ndarray | None = None  # [M] linear-probe accuracy (validation tasks)
 
@@ -99,6 +120,7 @@ def build_pool(zoo: Sequence[str], names: Sequence[str], datasets: Sequence[Task
         labels=np.concatenate([task.labels + off for task, off in zip(datasets, offsets, strict=True)]),
         dataset=np.concatenate([np.full(len(task), j) for j, task in enumerate(datasets)]),
         validation=np.concatenate([_stratified_mask(task.labels, validation_fraction, rng) for task in datasets]),
+        attributes=np.concatenate([image_attributes(task) for task in datasets]),
     )
 
 
@@ -112,12 +134,15 @@ def _stratified_mask(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task: tuple[int, int] = (1, 4),
                  max_classes: int = 100, max_per_class: int = 50, min_per_class: int = 4,
-                 seed: int = 0) -> list[SampledTask]:
+                 regression_fraction: float = 0.0, seed: int = 0) -> list[SampledTask]:
     """``count`` tasks: a mix of 1–4 pool datasets, ≤ ``max_classes`` classes, ≤ ``max_per_class`` each.
 
     The paper mixes 2–4 datasets; single-dataset tasks are added (**decision**) because the tasks a
-    user brings are usually one dataset.
+    user brings are usually one dataset. A ``regression_fraction`` of the tasks regress one of the
+    pool's image attributes instead, on at most ``max_classes * max_per_class`` rows of the mix.
     """
+    if regression_fraction > 0 and pool.attributes is None:
+        raise InvalidInputError("regression tasks need the pool's image attributes (build_pool computes them)")
     rng = np.random.default_rng(seed)
     allowed = pool.validation if validation else ~pool.validation
     n_datasets = int(pool.dataset.max()) + 1
@@ -125,6 +150,13 @@ def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task:
     while len(tasks) < count:
         k = rng.integers(datasets_per_task[0], min(datasets_per_task[1], n_datasets) + 1)
         chosen = rng.choice(n_datasets, size=k, replace=False)
+        if rng.random() < regression_fraction:
+            members = np.flatnonzero(allowed & np.isin(pool.dataset, chosen))
+            rows = np.sort(rng.choice(members, size=min(len(members), max_classes * max_per_class), replace=False))
+            varying = np.flatnonzero(pool.attributes[rows].std(axis=0) > 1e-3)  # grey images have no colour
+            if len(varying):
+                tasks.append(SampledTask(rows, pool.attributes[rows, rng.choice(varying)], regression=True))
+            continue
         classes = np.unique(pool.labels[allowed & np.isin(pool.dataset, chosen)])
         classes = rng.choice(classes, size=min(len(classes), max_classes), replace=False)
         rows, labels = [], []
@@ -168,38 +200,46 @@ class _Memo:
 
 def label_tasks(pool: Pool, tasks: Sequence[SampledTask], score_names: Sequence[str], *,
                 progress: bool = True) -> None:
-    """Fill each task's ``scores`` [K, M]: every supervision score of every zoo model (features only)."""
+    """Fill each task's ``scores`` [K, M]: every supervision score of every zoo model (features only).
+
+    Regression tasks get every score that handles real targets instead of ``score_names``.
+    """
     memo = _Memo()
     for task in _progress(tasks, "scoring zoo on sampled tasks", progress):
+        names = scores.available(regression=True) if task.regression else score_names
         task.scores = np.array([[
-            memo.get(name, pool.features[m][task.rows], task.labels, lambda name=name, m=m, t=task: scores.score(
-                name, features=pool.features[m][t.rows], labels=t.labels,
-                source_probs=None if pool.source_probs[m] is None else pool.source_probs[m][t.rows]))
-            for m in range(len(pool.models))] for name in score_names])
+            memo.get(f"{name}:regression" if task.regression else name, pool.features[m][task.rows], task.labels,
+                     lambda name=name, m=m, t=task: scores.score(
+                         name, features=pool.features[m][t.rows], labels=t.labels, regression=t.regression,
+                         source_probs=None if pool.source_probs[m] is None else pool.source_probs[m][t.rows]))
+            for m in range(len(pool.models))] for name in names])
         memo.save()  # after every task: an interrupted run keeps what it computed
 
 
 def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 0, progress: bool = True) -> None:
-    """Fill each task's ``ground_truth``: every model's linear-probe accuracy on a half/half split.
+    """Fill each task's ``ground_truth``: every model's linear-probe accuracy (R² for regression) on a
+    half/half split (stratified by class, or by quantile bin of the target).
 
-    The probe is a ridge classifier on standardised features (closed form): the logistic probe of
-    the benchmark's ground truth costs minutes per task on a CPU, and validation needs hundreds.
+    The probe is a ridge classifier (ridge regression) on standardised features, in closed form: the
+    logistic probe of the benchmark's ground truth costs minutes per task on a CPU, and validation
+    needs hundreds.
     """
-    from sklearn.linear_model import RidgeClassifier
+    from sklearn.linear_model import Ridge, RidgeClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def probe(f: np.ndarray, y: np.ndarray, test: np.ndarray) -> float:
-        model = make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)).fit(f[~test], y[~test])
+    def probe(f: np.ndarray, y: np.ndarray, test: np.ndarray, regression: bool) -> float:
+        head = Ridge(alpha=1.0) if regression else RidgeClassifier(alpha=1.0)
+        model = make_pipeline(StandardScaler(), head).fit(f[~test], y[~test])
         return float(model.score(f[test], y[test]))
 
     memo = _Memo()
     rng = np.random.default_rng(seed)
     for task in _progress(tasks, "linear probes on validation tasks", progress):
-        test = _stratified_mask(task.labels, 0.5, rng)
+        test = _stratified_mask(regression_bins(task.labels) if task.regression else task.labels, 0.5, rng)
         task.ground_truth = np.array([
             memo.get(f"ridge-probe{seed}", f[task.rows], task.labels,
-                     lambda f=f, t=task, test=test: probe(f[t.rows], t.labels, test))
+                     lambda f=f, t=task, test=test: probe(f[t.rows], t.labels, test, t.regression))
             for f in pool.features])
         memo.save()
 
@@ -208,9 +248,11 @@ def choose_label_scores(validation_tasks: Sequence[SampledTask], names: Sequence
                         sizes: Sequence[int] = (2, 3, 4)) -> tuple[tuple[str, ...], dict[tuple[str, ...], float]]:
     """The subset of ``names`` whose Copeland aggregate best matches the validation tasks' ground truth.
 
-    Each task's ``scores`` rows follow ``names``. Returns the best subset and the mean weighted τ of
-    every subset tried (singletons too, for reference); ties go to the smaller subset.
+    Each classification task's ``scores`` rows follow ``names`` (regression tasks, whose supervision
+    is fixed, are left out). Returns the best subset and the mean weighted τ of every subset tried
+    (singletons too, for reference); ties go to the smaller subset.
     """
+    validation_tasks = [t for t in validation_tasks if not t.regression]
     quality = {}
     for size in (1, *sizes):
         for subset in itertools.combinations(range(len(names)), size):
@@ -234,11 +276,11 @@ class TrainConfig:
 
 
 def _tokens(pool: Pool, task: SampledTask) -> torch.Tensor:
-    return class_means(pool.encoder_features[task.rows], task.labels)
+    return class_means(pool.encoder_features[task.rows], task.labels, regression=task.regression)
 
 
 def _specific(pool: Pool, task: SampledTask, model: int) -> torch.Tensor:
-    return class_means(pool.features[model][task.rows], task.labels)
+    return class_means(pool.features[model][task.rows], task.labels, regression=task.regression)
 
 
 @one_thread()
@@ -270,7 +312,8 @@ def train(ranker: SpiderRanker, pool: Pool, tasks: Sequence[SampledTask], *, emb
                 k = int(rng.integers(0, config.max_specific + 1))
                 chosen = rng.choice(len(pool.models), size=min(k, len(pool.models)), replace=False)
                 specific = {int(m): _specific(pool, tasks[i], int(m)) for m in chosen}
-                loss = loss + listmle_loss(ranker(general[i], theta, specific), orders[i])
+                loss = loss + listmle_loss(ranker(general[i], theta, specific, regression=tasks[i].regression),
+                                           orders[i])
             loss = loss / len(batch)
             optimiser.zero_grad()
             loss.backward()
@@ -292,7 +335,7 @@ def validate(ranker: SpiderRanker, pool: Pool, tasks: Sequence[SampledTask], *, 
     for task in tasks:
         for k in ks:
             ranking = rank_models(ranker, pool.encoder_features[task.rows], task.labels, models=pool.models,
-                                  embeddings=embeddings, rerank=k,
+                                  embeddings=embeddings, regression=task.regression, rerank=k,
                                   candidate_features=lambda i, rows=task.rows: pool.features[i][rows])
             taus[k].append(evaluation.weighted_tau(task.ground_truth, order_to_scores(ranking.order)))
     return {k: float(np.mean(v)) for k, v in taus.items()}
