@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .server import ServerThread
+from .server import ServerThread, read_body
 
 __all__ = ["KINDS", "FaultyProxy"]
 
@@ -131,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         proxy = self.server.proxy
-        body = self._read_body()
+        body = read_body(self)
         fault = proxy._draw(self.command, self.path)
         try:
             if fault is None:
@@ -158,17 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away (e.g. timed out during a delay)
             self.close_connection = True
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """The upstream answer, with the upstream address rewritten to the proxy's."""

@@ -95,6 +95,20 @@ class HubServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """A request's body, whether sent with ``Content-Length`` or chunked (as the clients stream uploads)."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        while handler.rfile.readline().strip():  # trailers
+            pass
+        return b"".join(chunks)
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 _T = TypeVar("_T", bound="ServerThread")
 
 
@@ -161,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self.body = self._read_body()  # always drain the body, or keep-alive connections break
+        self.body = read_body(self)  # always drain the body, or keep-alive connections break
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
         lookup = "GET" if method == "HEAD" else method
@@ -178,18 +192,6 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug in the server must not kill the connection thread silently
             logger.exception("Internal error on %s %s", method, self.path)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"Internal error: {e}")
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline().strip():  # trailers
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
