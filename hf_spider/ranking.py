@@ -27,7 +27,6 @@ from .errors import InvalidInputError
 from .features import extract_features
 from .hub.embeddings import COMPATIBILITY_KEYS
 from .hub.scan import scan
-from .rankagg import borda
 from .spider.hub import load_ranker
 from .spider.model import SpiderRanker
 from .spider.predict import rank_models
@@ -183,12 +182,9 @@ def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, b
         raise InvalidInputError("no candidate has a model token for this ranker")
     encoder_features = (baseline_features if model_key(ranker.encoder) == model_key(baseline)
                         else extract_features(load_backbone(ranker.encoder), task, progress=progress).features)
-    prior = None
-    if method == "spider+embedder":
-        general = rank_models(ranker, encoder_features, task.labels, regression=task.regression, **tokens).scores
-        prior = borda(np.stack([general, [embedder_scores[r] for r in repos]]))[0]
+    combine_with = np.array([embedder_scores[r] for r in repos]) if method == "spider+embedder" else None
     ranking = rank_models(ranker, encoder_features, task.labels, regression=task.regression, rerank=rerank,
-                          candidate_features=lambda i: own_features(repos[i]), prior=prior, **tokens)
+                          candidate_features=lambda i: own_features(repos[i]), combine_with=combine_with, **tokens)
     for i, repo in enumerate(repos):
         candidates[repo].score = float(ranking.scores[i])
         candidates[repo].rerank_score = ranking.rescored.get(i)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
+from ..rankagg import borda
 from .model import SpiderRanker
 from .tokens import class_means
 
@@ -43,7 +44,7 @@ class SpiderRanking:
 def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.ndarray, *,
                 models: Sequence[str] | None = None, embeddings: np.ndarray | None = None, regression: bool = False,
                 rerank: int = 0, candidate_features: Callable[[int], np.ndarray] | None = None,
-                prior: np.ndarray | None = None) -> SpiderRanking:
+                combine_with: np.ndarray | None = None) -> SpiderRanking:
     """Score every candidate for a task from the general encoder's features, re-rank the top ``rerank``.
 
     Args:
@@ -53,14 +54,15 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
         rerank: forward-pass budget k; ``candidate_features(i)`` returns candidate i's own features of
             the task ``[n, d_i]`` (one forward pass). Only the order inside the top k changes; a
             candidate whose feature width has no trained projection keeps its place.
-        prior: scores that order the candidates before re-ranking instead of the ranker's own
-            (e.g. combined with another method).
+        combine_with: another method's scores of the same candidates (higher is better): the order
+            before re-ranking is then the mean of both rankings (Borda), ties by the ranker's score.
     """
     ranker.eval()
     general = class_means(encoder_features, labels, regression=regression)
     theta = ranker.model_tokens(models=models, embeddings=None if embeddings is None else torch.as_tensor(embeddings))
     scores = ranker(general, theta, regression=regression).numpy()
-    order = np.lexsort((-scores, -(scores if prior is None else np.asarray(prior, dtype=float))))
+    prior = scores if combine_with is None else borda(np.stack([scores, np.asarray(combine_with, dtype=float)]))[0]
+    order = np.lexsort((-scores, -prior))
     rescored: dict[int, float] = {}
     if rerank > 0:
         if candidate_features is None:
