@@ -111,10 +111,29 @@ class BenchReport:
     shots: int | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)  # (method, target) pairs that could not run
     ground_truth_protocol: str = LINEAR_PROBE
+    regression_targets: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per method: weighted τ (SFDA convention) and top-3 regret per target, forward passes, and the
+        mean τ over the targets it scored (``mean_tau``) and over the classification ones
+        (``mean_tau_classification``, ``None`` without any): methods that cannot score real targets
+        are compared on the second."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            entry = out.setdefault(row["method"], {"forward_passes": row["forward_passes"], "tau": {},
+                                                   "regret_top3": {}})
+            entry["tau"][row["target"]] = row["tau_sfda"]
+            entry["regret_top3"][row["target"]] = row["regret_top3"]
+        for entry in out.values():
+            classification = [v for t, v in entry["tau"].items() if t not in self.regression_targets]
+            entry["mean_tau"] = float(np.mean(list(entry["tau"].values())))
+            entry["mean_tau_classification"] = float(np.mean(classification)) if classification else None
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"rows": self.rows, "predictions": self.predictions, "ground_truth": self.ground_truth,
-                "shots": self.shots, "skipped": self.skipped, "ground_truth_protocol": self.ground_truth_protocol,
+        return {"rows": self.rows, "summary": self.summary(), "predictions": self.predictions,
+                "ground_truth": self.ground_truth, "regression_targets": self.regression_targets, "shots": self.shots,
+                "skipped": self.skipped, "ground_truth_protocol": self.ground_truth_protocol,
                 "ground_truth_protocol_description": GROUND_TRUTH_PROTOCOLS[self.ground_truth_protocol]}
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
@@ -210,6 +229,8 @@ def run_bench(
         forward_seconds = time.perf_counter() - forward_start
         gt = _ground_truth(name, zoo, train, test, train_feats, ground_truth, ground_truth_protocol, progress)
         report.ground_truth[name] = gt
+        if train.regression:
+            report.regression_targets.append(name)
         target_methods = [m for m in methods or scores.available(regression=True if train.regression else None)
                           if m not in (EMBEDDER, SPIDER)]
         report.predictions[name] = {}
@@ -360,6 +381,25 @@ def render_table(report: BenchReport):
         table.add_row(row["target"], row["method"], *(cell(row, k) for k in
                       ("tau_sfda", "tau_spider", "regret_top1", "regret_top3", "pearson")),
                       str(row["forward_passes"]), f"{row['wall_s']:.1f}")
+    return table
+
+
+def render_summary(report: BenchReport):
+    """A rich table: one row per method, best mean first; cells are τw (SFDA) / top-3 regret in points."""
+    from rich.table import Table
+
+    summary = report.summary()
+    targets = list(report.ground_truth)
+    split = bool(report.regression_targets) and len(report.regression_targets) < len(targets)
+    table = Table(title=f"Summary against {report.ground_truth_protocol} ground truth: τw / regret@3 (points)")
+    for col in ("method", "fwd passes", *targets, "mean τw", *(["mean τw (classification)"] if split else [])):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, entry in sorted(summary.items(), key=lambda kv: -kv[1]["mean_tau"]):
+        cells = [f"{entry['tau'][t]:.2f} / {100 * entry['regret_top3'][t]:.1f}" if t in entry["tau"] else "–"
+                 for t in targets]
+        cls = entry["mean_tau_classification"]
+        table.add_row(method, str(entry["forward_passes"]), *cells, f"{entry['mean_tau']:.3f}",
+                      *([("–" if cls is None else f"{cls:.3f}")] if split else []))
     return table
 
 

@@ -119,7 +119,7 @@ def bench(
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
 ) -> None:
     """Compare every ranking method with the ground truth on a zoo x targets."""
-    from .bench import EmbedderSetup, GroundTruthStore, plot, render_table, run_bench
+    from .bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
 
     bundled = REPO_ROOT / "benchmarks" / "zoo" / "models"
     models = _expand_zoo(zoo or [str(bundled)])
@@ -155,6 +155,7 @@ def bench(
         console.print_json(data=report.to_json())
     else:
         console.print(render_table(report))
+        console.print(render_summary(report))
         console.print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
 
 

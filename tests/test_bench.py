@@ -63,6 +63,8 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
         assert row["pearson"] == pytest.approx(stats.pearsonr(g, p).statistic)
         assert row["regret_top1"] == pytest.approx(g.max() - g[np.argmax(p)])
         assert row["forward_passes"] == (0 if row["method"] == "embedder" else 3)
+        assert report["summary"][row["method"]]["mean_tau"] == pytest.approx(row["tau_sfda"])  # one target
+    assert "Summary against linear-probe ground truth" in result.stdout
     for method in ("leep", "nce"):
         assert all(v <= 0 for v in report["predictions"]["digits-bench"][method].values())
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -91,3 +93,28 @@ def test_full_bench_on_the_development_targets(tmp_path: Path):
     targets = {p.name for p in Path(root).iterdir() if p.name.startswith(("tgt-", "reg-"))}
     assert set(report["ground_truth"]) == targets
     assert {r["method"] for r in report["rows"]} >= {"logme", "leep", "nce", "h_score", "embedder"}
+
+
+def test_summary_means_per_method_over_the_targets_it_scored():
+    from hf_spider.bench import BenchReport, render_summary
+
+    def row(method: str, target: str, tau: float, regret: float) -> dict:
+        return {"method": method, "target": target, "tau_sfda": tau, "regret_top3": regret,
+                "forward_passes": 0 if method == "spider" else 27}
+
+    report = BenchReport(rows=[row("spider", "reg", 0.6, 0.0), row("spider", "a", 0.2, 0.05),
+                               row("spider", "b", 0.4, 0.01), row("knn", "a", 0.7, 0.0), row("knn", "b", 0.5, 0.02)],
+                         ground_truth={"reg": {}, "a": {}, "b": {}}, regression_targets=["reg"])
+    summary = report.summary()
+    assert summary["spider"]["mean_tau"] == pytest.approx((0.6 + 0.2 + 0.4) / 3)
+    assert summary["spider"]["mean_tau_classification"] == pytest.approx(0.3)
+    assert summary["knn"]["mean_tau"] == summary["knn"]["mean_tau_classification"] == pytest.approx(0.6)
+    assert summary["knn"]["forward_passes"] == 27 and summary["spider"]["regret_top3"]["a"] == 0.05
+    only_regression = BenchReport(rows=[row("logme", "reg", 0.5, 0.0)], regression_targets=["reg"])
+    assert only_regression.summary()["logme"]["mean_tau_classification"] is None
+
+    table = render_summary(report)
+    assert [c.header for c in table.columns] == ["method", "fwd passes", "reg", "a", "b", "mean τw",
+                                                 "mean τw (classification)"]
+    assert list(table.columns[0].cells) == ["knn", "spider"]  # best mean first
+    assert list(table.columns[2].cells) == ["–", "0.60 / 0.0"] and list(table.columns[3].cells)[1] == "0.20 / 5.0"
