@@ -95,13 +95,15 @@ def main() -> None:
     vectors = embed_zoo(zoo, EmbedderSetup(encoder, str(args.offline_data / "reference-mix")))
     embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
     store = GroundTruthStore(ZOO / "ground_truth.json")
+    labels_of = {kind: [normalised_rank(copeland(t.scores)[0]) for t in training if t.regression == kind]
+                 for kind in (False, True)}  # the training labels, by task kind
 
     rows: dict[str, dict[str, float]] = {}
     for target in TARGETS:
         task = load_task(str(args.offline_data / target), split="train")
         gt = np.array([store.get(target, k, args.protocol) for k in keys])
         feats = [extract_features(m, task, with_source_probs=True) for m in zoo]
-        labels = [normalised_rank(copeland(t.scores)[0]) for t in training if t.regression == task.regression]
+        labels = labels_of[task.regression]
         result = {}
         for name in ("knn", "logme"):
             if task.regression and name not in scores.available(regression=True):
