@@ -9,8 +9,8 @@ target, weighted τ (SFDA convention) against the ground truth of ``benchmarks/z
 
 - ``knn``, ``logme``: the best single forward-based scores (27 forward passes each);
 - ``spider``: the bundled ranker, k = 0;
-- ``no-task prior``: the mean normalised rank of every model over the training tasks' labels (the
-  ranking a ranker outputs if it ignores the task);
+- ``no-task prior``: the Borda aggregate (mean rank) of the training tasks' labels (the ranking a
+  ranker outputs if it ignores the task);
 - ``best training label (oracle)``: the label of the one training task whose ranking matches the
   target best — an oracle pick, an upper bound for "find the most similar training task";
 - ``pool mix fitted on target (oracle)``: the convex combination of the pool datasets' own probe
@@ -38,7 +38,7 @@ from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthSto
 from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
 from hf_spider.embedder.zoo import EmbedderSetup, embed_zoo
 from hf_spider.features import extract_features
-from hf_spider.rankagg import copeland
+from hf_spider.rankagg import borda, copeland, method_ranks
 from hf_spider.spider import RankerRecipe
 from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.predict import order_to_scores, rank_models
@@ -47,11 +47,6 @@ from hf_spider.tasks import load_task
 
 ZOO = Path(__file__).resolve().parent / "zoo"
 TARGETS = ("reg-emoji-skintone", "tgt-clipart-objects", "tgt-digits", "tgt-emoji-twitter", "tgt-icons-heldout")
-
-
-def normalised_rank(values: np.ndarray) -> np.ndarray:
-    """0 for the worst model, 1 for the best."""
-    return np.argsort(np.argsort(values)) / (len(values) - 1)
 
 
 def dataset_tasks(pool) -> list[SampledTask]:
@@ -91,12 +86,12 @@ def main() -> None:
     label_tasks(pool, training, ranker.label_scores)
     per_dataset = dataset_tasks(pool)
     probe_ground_truth(pool, per_dataset)
-    pool_rankings = np.stack([normalised_rank(t.ground_truth) for t in per_dataset])
+    pool_rankings = -method_ranks([t.ground_truth for t in per_dataset])  # higher is better, ties averaged
     vectors = embed_zoo(zoo, EmbedderSetup(encoder, str(args.offline_data / "reference-mix")))
     embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
     store = GroundTruthStore(ZOO / "ground_truth.json")
-    labels_of = {kind: [normalised_rank(copeland(t.scores)[0]) for t in training if t.regression == kind]
-                 for kind in (False, True)}  # the training labels, by task kind
+    labels_of = {kind: np.stack([copeland(t.scores)[0] for t in training if t.regression == kind])
+                 for kind in (False, True)}  # the training labels (Copeland scores), by task kind
 
     rows: dict[str, dict[str, float]] = {}
     for target in TARGETS:
@@ -115,7 +110,7 @@ def main() -> None:
         ranking = rank_models(ranker, encoder_features, task.labels, embeddings=embeddings,
                               regression=task.regression)
         result["spider"] = evaluation.weighted_tau(gt, order_to_scores(ranking.order))
-        result["no-task prior"] = evaluation.weighted_tau(gt, np.mean(labels, axis=0))
+        result["no-task prior"] = evaluation.weighted_tau(gt, borda(labels)[0])
         result["best training label (oracle)"] = max(evaluation.weighted_tau(gt, r) for r in labels)
         result["pool mix fitted on target (oracle)"] = best_mix(pool_rankings, gt, args.draws, recipe.seed)
         rows[target] = result

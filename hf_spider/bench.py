@@ -395,11 +395,9 @@ def render_summary(report: BenchReport):
     table = Table(title=f"Summary against {report.ground_truth_protocol} ground truth: τw / regret@3 (points)")
     for col in ("method", "fwd passes", *targets, "mean τw", *(["mean τw (classification)"] if split else [])):
         table.add_column(col, justify="left" if col == "method" else "right")
-    def rank_key(entry: dict[str, Any]) -> float:  # compare on the targets every method scores
-        cls = entry["mean_tau_classification"]
-        return -(cls if split and cls is not None else entry["mean_tau"])
-
-    for method, entry in sorted(summary.items(), key=lambda kv: rank_key(kv[1])):
+    key = "mean_tau_classification" if split else "mean_tau"  # compare on the targets every method scores
+    for method, entry in sorted(summary.items(), key=lambda kv: -(kv[1][key] if kv[1][key] is not None
+                                                                   else kv[1]["mean_tau"])):
         cells = [f"{entry['tau'][t]:.2f} / {100 * entry['regret_top3'][t]:.1f}" if t in entry["tau"] else "–"
                  for t in targets]
         cls = entry["mean_tau_classification"]

@@ -158,7 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away (e.g. timed out during a delay)
             self.close_connection = True
 
-
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         """The upstream answer, with the upstream address rewritten to the proxy's."""
         proxy = self.server.proxy
