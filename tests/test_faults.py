@@ -133,6 +133,13 @@ def test_proxy_injects_every_kind_counts_them_and_keeps_pagination_behind_it(ups
     assert outcomes["ok"] == 40 - sum(injected.values()) + injected["delay"]
     assert time.perf_counter() - start >= 0.5 * injected["delay"]
 
+    with FaultyProxy(upstream.url, rate=1.0, kinds=("truncate",)) as proxy:  # a HEAD answer has no body to cut
+        url = f"{proxy.url}/{ORG}/m-000/resolve/main/README.md"
+        assert get_session().head(url).status_code == 200 and not proxy.injected
+        with pytest.raises(Exception, match=r"incomplete|peer closed"):
+            get_session().get(url)
+        assert proxy.injected == {"truncate": 1}
+
 
 def test_scan_of_200_repos_through_20_percent_faults_indexes_every_valid_one(upstream, published, tmp_path):
     start = time.perf_counter()

@@ -63,7 +63,7 @@ class FaultyProxy(ServerThread):
         upstream: base URL of the Hub, e.g. ``LocalHub.url``.
         rate: probability that a request meets a fault.
         seed: seeds the choice of requests and faults (in arrival order).
-        kinds: the faults to draw from, uniformly (default: all of :data:`KINDS`).
+        kinds: the faults to draw from, uniformly (default: all of :data:`KINDS`; HEAD requests skip ``truncate``).
         match: only requests whose ``"METHOD /path?query"`` matches this regex may meet a fault.
         limit: stop injecting after this many faults.
         port: port to listen on (0 picks a free one).
@@ -92,15 +92,20 @@ class FaultyProxy(ServerThread):
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _draw(self, method: str, path: str) -> _Fault | None:
-        """Count the request and decide its fault (every random number drawn here, in arrival order)."""
+        """Count the request and decide its fault (every random number drawn here, in arrival order).
+
+        A HEAD answer has no body to cut, so a HEAD request draws from the other kinds: ``truncate`` then
+        lands only where it can happen, and the counts per kind stay what was drawn.
+        """
         with self._lock:
             self.requests += 1
             if self._match is not None and not self._match.search(f"{method} {path}"):
                 return None
-            if (self.limit is not None and self._drawn >= self.limit) or self._rng.random() >= self.rate:
+            kinds = self.kinds if method != "HEAD" else tuple(k for k in self.kinds if k != "truncate")
+            if not kinds or (self.limit is not None and self._drawn >= self.limit) or self._rng.random() >= self.rate:
                 return None
             self._drawn += 1
-            return _Fault(self._rng.choice(self.kinds), self._rng.uniform(0.5, 2.0), self._rng.random(),
+            return _Fault(self._rng.choice(kinds), self._rng.uniform(0.5, 2.0), self._rng.random(),
                           self._rng.choice((500, 502, 503)))
 
     def _record(self, kind: str) -> None:
