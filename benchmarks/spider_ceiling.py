@@ -11,6 +11,9 @@ target, weighted τ (SFDA convention) against the ground truth of ``benchmarks/z
 - ``spider``: the bundled ranker, k = 0;
 - ``no-task prior``: the Borda aggregate (mean rank) of the training tasks' labels (the ranking a
   ranker outputs if it ignores the task);
+- ``5 nearest training tasks``: the Borda aggregate of the labels of the five training tasks whose
+  general encoder features are closest to the target's (cosine of the mean unit feature vector):
+  task similarity as the ranker's encoder sees it, without learning;
 - ``best training label (oracle)``: the label of the one training task whose ranking matches the
   target best — an oracle pick, an upper bound for "find the most similar training task";
 - ``pool mix fitted on target (oracle)``: the convex combination of the pool datasets' own probe
@@ -64,6 +67,12 @@ def best_mix(rankings: np.ndarray, ground_truth: np.ndarray, draws: int, seed: i
     return max(evaluation.weighted_tau(ground_truth, w @ rankings) for w in weights)
 
 
+def task_vector(features: np.ndarray) -> np.ndarray:
+    """A task's place in the encoder's feature space: the mean of its unit feature vectors, unit length."""
+    mean = (features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)).mean(0)
+    return mean / np.linalg.norm(mean)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--offline-data", type=Path, default=Path("../shared/offline_data"))
@@ -92,6 +101,8 @@ def main() -> None:
     store = GroundTruthStore(ZOO / "ground_truth.json")
     labels_of = {kind: np.stack([copeland(t.scores)[0] for t in training if t.regression == kind])
                  for kind in (False, True)}  # the training labels (Copeland scores), by task kind
+    vectors_of = {kind: np.stack([task_vector(pool.encoder_features[t.rows]) for t in training
+                                  if t.regression == kind]) for kind in (False, True)}
 
     rows: dict[str, dict[str, float]] = {}
     for target in TARGETS:
@@ -111,11 +122,13 @@ def main() -> None:
                               regression=task.regression)
         result["spider"] = evaluation.weighted_tau(gt, order_to_scores(ranking.order))
         result["no-task prior"] = evaluation.weighted_tau(gt, borda(labels)[0])
+        nearest = np.argsort(-(vectors_of[task.regression] @ task_vector(encoder_features)))[:5]
+        result["5 nearest training tasks"] = evaluation.weighted_tau(gt, borda(labels[nearest])[0])
         result["best training label (oracle)"] = max(evaluation.weighted_tau(gt, r) for r in labels)
         result["pool mix fitted on target (oracle)"] = best_mix(pool_rankings, gt, args.draws, recipe.seed)
         rows[target] = result
 
-    methods = ("knn", "logme", "spider", "no-task prior", "best training label (oracle)",
+    methods = ("knn", "logme", "spider", "no-task prior", "5 nearest training tasks", "best training label (oracle)",
                "pool mix fitted on target (oracle)")
     table = Table(title=f"Zero-forward-pass ceiling on the development targets (weighted τ against {args.protocol}; "
                         f"{len(zoo)} models, "
