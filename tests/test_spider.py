@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hf_spider.errors import InvalidInputError
+from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.model import SpiderRanker, listmle_loss
 from hf_spider.spider.predict import rank_models
 from hf_spider.spider.tokens import class_means, regression_bins
@@ -135,13 +136,27 @@ def test_regression_tasks_regress_a_varying_attribute_and_are_probed_by_r2(tmp_p
     assert task.ground_truth[2] == pytest.approx(r2, rel=1e-6)
 
 
+def test_sampled_tasks_respect_their_limits_and_a_barren_pool_is_refused():
+    pool, _, _ = _synthetic_pool()
+    pool.validation = np.arange(len(pool.labels)) % 5 == 0
+    tasks = sample_tasks(pool, 25, validation=False, max_classes=3, max_per_class=7, min_per_class=4)
+    assert len(tasks) == 25
+    for t in tasks:
+        counts = np.bincount(t.labels)
+        assert 2 <= len(counts) <= 3 and counts.max() <= 7 and counts.min() >= 4  # classes numbered 0..C-1
+        assert not pool.validation[t.rows].any() and len(set(t.rows.tolist())) == len(t.rows)
+        assert all(len(np.unique(pool.labels[t.rows[t.labels == c]])) == 1 for c in range(len(counts)))
+    with pytest.raises(InvalidInputError, match=r"only 0 of 5 validation tasks in 500 draws.* 30\+ images"):
+        sample_tasks(pool, 5, validation=True, min_per_class=30)  # no class has 30 validation images
+
+
 def test_ranker_round_trips_through_the_hub(api, repo_id):
     torch.manual_seed(0)
     ranker = SpiderRanker(encoder="org/encoder", encoder_dim=8, dim=16, embedding_dim=12, specific_widths=[4, 6],
                           baseline="org/baseline", default_rerank=3, label_scores=["logme", "knn"]).eval()
     repo = repo_id
     ranker.push_to_hub(repo)
-    loaded = SpiderRanker.from_pretrained(repo).eval()
+    loaded = load_ranker(repo)  # the untrusted-input path select and bench use
     tokens, emb, spec = torch.randn(5, 8), torch.rand(7, 12), {2: torch.randn(5, 6)}
     with torch.inference_mode():
         expected = ranker(tokens, ranker.model_tokens(embeddings=emb), spec)
@@ -177,3 +192,13 @@ def test_ranker_rejects_what_it_cannot_score():
         ranker(torch.randn(2, 4), theta, {0: torch.randn(2, 5)})
     with pytest.raises(InvalidInputError, match="embedding_dim"):
         SpiderRanker(encoder="e", encoder_dim=4, token_source="embedding")
+    ranker = SpiderRanker(encoder="org/enc", encoder_dim=4, embedding_dim=6, baseline="org/base")
+    labels = np.repeat(np.arange(2), 3)
+    with pytest.raises(InvalidInputError, match="4-wide features of its encoder org/enc, got 5"):
+        rank_models(ranker, np.ones((6, 5)), labels, embeddings=np.ones((3, 6)))
+    with pytest.raises(InvalidInputError, match="embeddings over org/base of width 6, got 7"):
+        rank_models(ranker, np.ones((6, 4)), labels, embeddings=np.ones((3, 7)))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        rank_models(ranker, np.full((6, 4), np.nan), labels, embeddings=np.ones((3, 6)))
+    with pytest.raises(InvalidInputError, match=r"not one score per candidate \(3\)"):
+        rank_models(ranker, np.ones((6, 4)), labels, embeddings=np.ones((3, 6)), combine_with=np.ones(4))

@@ -11,13 +11,16 @@ import torch
 from huggingface_hub import CommitOperationAdd
 from safetensors.torch import save as save_tensors
 
-from hf_spider.errors import InvalidArtifactError, UnsafeArtifactError
-from hf_spider.spider.hub import load_ranker
+from hf_spider.errors import InvalidArtifactError, ModelLoadError, UnsafeArtifactError
+from hf_spider.spider.hub import MAX_WIDTH, load_ranker
 from hf_spider.spider.model import SpiderRanker
 
 CONFIG = {"encoder": "org/enc", "encoder_dim": 8, "dim": 16, "token_source": "embedding", "models": [],
           "baseline": "org/base", "embedding_dim": 6, "specific_widths": [4], "dropout": 0.1, "default_rerank": 2,
           "label_scores": ["logme"]}
+
+
+KINDS = 13
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -31,7 +34,7 @@ def _malformed(rng: random.Random, i: int) -> dict[str, bytes]:
     """One of many ways a ranker repo can be broken or hostile."""
     files = _valid_files()
     config = dict(CONFIG)
-    kind = i % 10
+    kind = i % KINDS
     if kind == 0:  # the config is not JSON / not an object / truncated
         files["config.json"] = rng.choice([b"{", b"[1, 2]", b"\xff\xfe", b"null",
                                            files["config.json"][: rng.randint(1, 40)]])
@@ -63,9 +66,18 @@ def _malformed(rng: random.Random, i: int) -> dict[str, bytes]:
     elif kind == 8:  # pickled weights only
         del files["model.safetensors"]
         files["pytorch_model.bin"] = pickle.dumps({"not": "loaded"})
-    else:  # the config describes a different architecture than the weights
+    elif kind == 9:  # the config describes a different architecture than the weights
         config["dim"] = 32
-    if kind not in (0, 6, 7, 8):
+    elif kind == 10:  # a weight that is NaN or infinite
+        tensors = {k: v.clone() for k, v in SpiderRanker(**CONFIG).state_dict().items()}
+        tensors[rng.choice(sorted(tensors))].view(-1)[0] = rng.choice([float("nan"), float("inf"), -float("inf")])
+        files["model.safetensors"] = save_tensors(tensors)
+    elif kind == 11:  # weights with nothing saying what they are
+        del files["config.json"]
+    else:  # every field legal, together gigabytes: refused before anything is allocated
+        widths = [MAX_WIDTH - j for j in range(rng.randint(2, 60))]
+        config.update(dim=4096, encoder_dim=MAX_WIDTH, specific_widths=widths)
+    if kind in (1, 2, 3, 4, 5, 9, 12):
         files["config.json"] = json.dumps(config).encode()
     return files
 
@@ -78,14 +90,17 @@ def test_two_hundred_malformed_ranker_repos_are_rejected_with_reasons(api, repo_
         api.create_repo(repo)
         api.create_commit(repo, [CommitOperationAdd(name, data) for name, data in _malformed(rng, i).items()],
                           commit_message="malformed ranker")
-        repos[repo] = i % 10
+        repos[repo] = i % KINDS
     reasons = {}
     for repo in repos:
         with pytest.raises((InvalidArtifactError, UnsafeArtifactError)) as caught:
             load_ranker(repo)
         reasons[repo] = str(caught.value)
     assert len(reasons) == 200 and all(repo in reason for repo, reason in reasons.items())
-    assert all("pickled" in reasons[r] for r, kind in repos.items() if kind == 8)
+    expected = {8: "pickled", 10: "NaN or infinite", 11: "no config.json", 12: "parameters, more than"}
+    assert all(expected[kind] in reasons[r] for r, kind in repos.items() if kind in expected), reasons
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_ranker(f"{repo_id}-never-created")
     good = f"{repo_id}-valid"
     api.create_repo(good)
     api.create_commit(good, [CommitOperationAdd(n, d) for n, d in _valid_files().items()], commit_message="ok")

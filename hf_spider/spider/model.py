@@ -127,6 +127,10 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
             return self.table(torch.tensor([self.models.index(m) for m in models], device=self.head[1].weight.device))
         if embeddings is None:
             raise InvalidInputError("this ranker has embedding model tokens: pass each model's embedding vector")
+        width = self.embedding_mlp[0].in_features
+        if embeddings.ndim != 2 or embeddings.shape[1] != width:
+            raise InvalidInputError(f"this ranker's model tokens need embeddings over {self.baseline} of width "
+                                    f"{width}, got {embeddings.shape[-1]}")
         return self.embedding_mlp(embeddings.to(self.head[1].weight))
 
     def forward(self, task_tokens: torch.Tensor, model_tokens: torch.Tensor,

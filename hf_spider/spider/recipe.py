@@ -24,7 +24,7 @@ import torch
 from ..embedder.zoo import EmbedderSetup, embed_zoo
 from ..errors import InvalidInputError
 from ..tasks import Task
-from .model import SpiderRanker
+from .model import TOKEN_SOURCES, SpiderRanker
 from .training import (
     CANDIDATE_LABEL_SCORES,
     TrainConfig,
@@ -94,6 +94,8 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     of local folders once published.
     """
     names = list(names or zoo)
+    if recipe.token_source not in TOKEN_SOURCES:  # before hours of features and labels, not after
+        raise InvalidInputError(f"token_source must be one of {TOKEN_SOURCES}, got {recipe.token_source!r}")
     if recipe.token_source == "embedding" and recipe.embedder is None:
         raise InvalidInputError("embedding model tokens need the embedder setup (baseline and reference set)")
     report = TrainingReport(models=names, pool=[t.name for t in pool], recipe=_recipe_json(recipe))
@@ -116,7 +118,7 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     report.label_quality = {"+".join(k): round(v, 4) for k, v in sorted(quality.items(), key=lambda kv: -kv[1])}
     with _timed(report, "training_labels"):
         label_tasks(data, training, chosen, progress=progress)
-    ranker = SpiderRanker(encoder=names[list(zoo).index(recipe.encoder)] if recipe.encoder in zoo else recipe.encoder,
+    ranker = SpiderRanker(encoder=_recorded_id(recipe.encoder, zoo, names),
                           encoder_dim=data.encoder_features.shape[1], dim=recipe.dim,
                           token_source=recipe.token_source, models=names,
                           baseline=_recorded_id(recipe.embedder.baseline, zoo, names) if recipe.embedder else None,

@@ -33,8 +33,8 @@ def class_means(features: np.ndarray | torch.Tensor, labels: np.ndarray, *, regr
     Classes are the sorted distinct labels (quantile bins for ``regression``), so the token order
     does not depend on how the labels are numbered.
     """
-    f = np.asarray(features, dtype=np.float32)
-    if f.ndim != 2 or len(f) != len(labels) or len(f) == 0:
+    f = as_float_array(features, "features", ndim=2).astype(np.float32)
+    if len(f) != len(labels) or len(f) == 0:
         raise InvalidInputError(f"features must be [n, d] with one row per label, got {f.shape} "
                                 f"for {len(labels)} labels")
     ids = regression_bins(labels) if regression else np.unique(np.asarray(labels), return_inverse=True)[1]

@@ -39,13 +39,14 @@ from ..rankagg import copeland
 from ..tasks import Task
 from .model import SpiderRanker, listmle_loss
 from .predict import one_thread, order_to_scores, rank_models
-from .tokens import class_means, regression_bins
+from .tokens import REGRESSION_BINS, class_means, regression_bins
 
 __all__ = ["IMAGE_ATTRIBUTES", "Pool", "SampledTask", "TrainConfig", "build_pool", "choose_label_scores",
            "image_attributes", "label_tasks", "probe_ground_truth", "sample_tasks", "train", "validate"]
 
 # Scores whose Copeland aggregates are candidate supervisions (cheap on tasks of a few thousand rows).
 CANDIDATE_LABEL_SCORES = ("logme", "knn", "h_score_shrink", "leep", "nce", "pactran", "lfc", "sfda", "gbc")
+MAX_DRAWS_PER_TASK = 100  # sample_tasks gives up (with a reason) on a pool that yields almost no tasks
 IMAGE_ATTRIBUTES = ("luminance", "contrast", "saturation", "red_green", "blue_yellow")
 
 
@@ -139,22 +140,32 @@ def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task:
 
     The paper mixes 2–4 datasets; single-dataset tasks are added (**decision**) because the tasks a
     user brings are usually one dataset. A ``regression_fraction`` of the tasks regress one of the
-    pool's image attributes instead, on at most ``max_classes * max_per_class`` rows of the mix.
+    pool's image attributes instead, on at most ``max_classes * max_per_class`` rows of the mix and
+    at least ``min_per_class`` per quantile bin.
     """
     if regression_fraction > 0 and pool.attributes is None:
         raise InvalidInputError("regression tasks need the pool's image attributes (build_pool computes them)")
     rng = np.random.default_rng(seed)
     allowed = pool.validation if validation else ~pool.validation
     n_datasets = int(pool.dataset.max()) + 1
-    tasks = []
+    tasks: list[SampledTask] = []
+    draws = 0
     while len(tasks) < count:
+        draws += 1
+        if draws > MAX_DRAWS_PER_TASK * count:
+            part = "validation" if validation else "training"
+            raise InvalidInputError(
+                f"only {len(tasks)} of {count} {part} tasks in {draws - 1} draws: few mixes of the pool's {part} "
+                f"part have 2 classes with {min_per_class}+ images each"
+                + (f" or {min_per_class * REGRESSION_BINS}+ images with a varying attribute"
+                   if regression_fraction > 0 else ""))
         k = rng.integers(datasets_per_task[0], min(datasets_per_task[1], n_datasets) + 1)
         chosen = rng.choice(n_datasets, size=k, replace=False)
         if rng.random() < regression_fraction:
             members = np.flatnonzero(allowed & np.isin(pool.dataset, chosen))
             rows = np.sort(rng.choice(members, size=min(len(members), max_classes * max_per_class), replace=False))
             varying = np.flatnonzero(pool.attributes[rows].std(axis=0) > 1e-3)  # grey images have no colour
-            if len(varying):
+            if len(varying) and len(rows) >= min_per_class * REGRESSION_BINS:  # bins play the classes' part
                 tasks.append(SampledTask(rows, pool.attributes[rows, rng.choice(varying)], regression=True))
             continue
         classes = np.unique(pool.labels[allowed & np.isin(pool.dataset, chosen)])
@@ -237,8 +248,9 @@ def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 
     rng = np.random.default_rng(seed)
     for task in _progress(tasks, "linear probes on validation tasks", progress):
         test = _stratified_mask(regression_bins(task.labels) if task.regression else task.labels, 0.5, rng)
+        split = hashlib.sha256(np.packbits(test).tobytes()).hexdigest()[:16]  # a task's split depends on its turn
         task.ground_truth = np.array([
-            memo.get(f"ridge-probe{seed}", f[task.rows], task.labels,
+            memo.get(f"ridge-probe{seed}-{split}", f[task.rows], task.labels,
                      lambda f=f, t=task, test=test: probe(f[t.rows], t.labels, test, t.regression))
             for f in pool.features])
         memo.save()

@@ -1,0 +1,58 @@
+"""`hf_spider train-ranker` end to end on three bundled zoo models and the digits-mini fixture."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import FIXTURES
+
+from hf_spider.spider.hub import load_ranker
+from hf_spider.spider.recipe import RERANK_TOLERANCE
+
+ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+MODELS = ("resnet10-tiny-animals", "mnv3-glyphs", "resnet10-glyphs")
+
+
+def _train_ranker(*args: str) -> subprocess.CompletedProcess:
+    zoo = [arg for name in MODELS for arg in ("--zoo", str(ZOO / name))]
+    pool = [arg for split in ("train", "test") for arg in ("--pool", f"{FIXTURES / 'digits-mini'}:{split}")]
+    return subprocess.run([sys.executable, "-m", "hf_spider.cli", "train-ranker", *zoo, *pool,
+                           "--encoder", str(ZOO / MODELS[0]), *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_train_ranker_chooses_supervision_and_budget_on_validation_and_saves_a_loadable_ranker(tmp_path):
+    out = tmp_path / "ranker"
+    run = _train_ranker("--token-source", "table", "--train-tasks", "12", "--validation-tasks", "4",
+                        "--epochs", "3", "--names-org", "my-org", "--out", str(out), "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["models"] == [f"my-org/{m}" for m in MODELS]
+    quality = report["label_quality"]  # "logme+knn" -> validation τ of that aggregate (singletons for reference)
+    best = max((k for k in quality if "+" in k), key=lambda k: (quality[k], -k.count("+")))  # ties: fewer scores
+    assert "+".join(report["label_scores"]) == best and len(quality) == 5 + 10 + 10 + 5  # subsets of 1, 2, 3, 4
+    taus = {int(k): v for k, v in report["validation_tau"].items()}
+    assert sorted(taus) == list(range(11)) and len(report["loss"]) == 3
+    best = max(taus.values())  # the budget: the cheapest k within the tolerance of the best validation τ
+    assert report["default_rerank"] == min(k for k, v in taus.items() if v >= best - RERANK_TOLERANCE)
+
+    ranker = load_ranker(str(out))
+    assert ranker.default_rerank == report["default_rerank"] and ranker.models == report["models"]
+    assert ranker.encoder == f"my-org/{MODELS[0]}"  # the encoder is a zoo folder: recorded by its Hub name
+    assert ranker.label_scores == report["label_scores"] and ranker.specific_widths  # the zoo's feature widths
+    with torch.inference_mode():
+        scores = ranker(torch.randn(4, ranker.task_proj.in_features), ranker.model_tokens(models=ranker.models))
+    assert scores.shape == (3,) and np.isfinite(scores.numpy()).all()
+    assert "Model Spider" in (out / "README.md").read_text()
+
+
+def test_train_ranker_refuses_an_unknown_token_source_before_any_work(tmp_path):
+    run = _train_ranker("--token-source", "tabel", "--out", str(tmp_path / "ranker"))
+    assert run.returncode != 0 and "token_source must be one of ('table', 'embedding'), got 'tabel'" in run.stderr
+    assert "Traceback" not in run.stderr and "zoo features" not in run.stderr + run.stdout
+    assert not (tmp_path / "ranker").exists()
