@@ -12,7 +12,9 @@ import torch
 from conftest import FIXTURES
 
 from hf_spider.spider.hub import load_ranker
-from hf_spider.spider.recipe import RERANK_TOLERANCE
+from hf_spider.spider.recipe import RERANK_TOLERANCE, RankerRecipe, train_ranker
+from hf_spider.spider.training import TrainConfig
+from hf_spider.tasks import load_task
 
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
 MODELS = ("resnet10-tiny-animals", "mnv3-glyphs", "resnet10-glyphs")
@@ -49,6 +51,15 @@ def test_train_ranker_chooses_supervision_and_budget_on_validation_and_saves_a_l
         scores = ranker(torch.randn(4, ranker.task_proj.in_features), ranker.model_tokens(models=ranker.models))
     assert scores.shape == (3,) and np.isfinite(scores.numpy()).all()
     assert "Model Spider" in (out / "README.md").read_text()
+
+    # the same recipe in this process, after other draws from torch's global generator: the same ranker
+    torch.rand(1000)
+    recipe = RankerRecipe(encoder=str(ZOO / MODELS[0]), token_source="table", train_tasks=12, validation_tasks=4,
+                          training=TrainConfig(epochs=3))
+    pool = [load_task(str(FIXTURES / "digits-mini"), split=split) for split in ("train", "test")]
+    again, _ = train_ranker([str(ZOO / m) for m in MODELS], pool, recipe, names=report["models"], progress=False)
+    expected = ranker.state_dict()
+    assert all(torch.equal(t, expected[k]) for k, t in again.state_dict().items())
 
 
 def test_train_ranker_refuses_an_unknown_token_source_before_any_work(tmp_path):

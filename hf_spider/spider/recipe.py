@@ -118,6 +118,7 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     report.label_quality = {"+".join(k): round(v, 4) for k, v in sorted(quality.items(), key=lambda kv: -kv[1])}
     with _timed(report, "training_labels"):
         label_tasks(data, training, chosen, progress=progress)
+    torch.manual_seed(recipe.seed)  # the initial weights: from the recipe, not from whatever ran before
     ranker = SpiderRanker(encoder=_recorded_id(recipe.encoder, zoo, names),
                           encoder_dim=data.encoder_features.shape[1], dim=recipe.dim,
                           token_source=recipe.token_source, models=names,
