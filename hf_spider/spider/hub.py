@@ -42,10 +42,11 @@ def load_ranker(repo_id: str, *, revision: str | None = None) -> SpiderRanker:
         HubUnavailableError: the Hub kept failing through the retries.
     """
     config_path, weights_path = _fetch(repo_id, revision)
+    weights_bytes = weights_path.stat().st_size
     _check_size(repo_id, CONFIG, config_path.stat().st_size)  # again: an announced size may be wrong
-    _check_size(repo_id, WEIGHTS, weights_path.stat().st_size)
+    _check_size(repo_id, WEIGHTS, weights_bytes)
     config = _read_config(config_path, where=repo_id)
-    ranker = _build(config, weights_bytes=weights_path.stat().st_size, where=repo_id)
+    ranker = _build(config, weights_bytes=weights_bytes, where=repo_id)
     from safetensors.torch import load_model
 
     try:

@@ -63,10 +63,10 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
         raise InvalidInputError(f"the ranker expects {ranker.task_proj.in_features}-wide features of its encoder "
                                 f"{ranker.encoder}, got {general.shape[1]}")
     theta = ranker.model_tokens(models=models, embeddings=None if embeddings is None else torch.as_tensor(embeddings))
-    scores = ranker(general, theta, regression=regression).numpy()
-    if combine_with is not None and np.shape(combine_with) != scores.shape:
+    if combine_with is not None and np.shape(combine_with) != (len(theta),):
         raise InvalidInputError(f"combine_with has shape {np.shape(combine_with)}, not one score per candidate "
-                                f"({len(scores)})")
+                                f"({len(theta)})")
+    scores = ranker(general, theta, regression=regression).numpy()
     prior = scores if combine_with is None else borda(np.stack([scores, np.asarray(combine_with, dtype=float)]))[0]
     order = np.lexsort((-scores, -prior))
     rescored: dict[int, float] = {}
