@@ -262,9 +262,7 @@ def _run(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int
         _TaskImages(task, backbone.transform), batch_sampler=batches, num_workers=num_workers if batches else 0,
         pin_memory=on_cuda, persistent_workers=False, prefetch_factor=4 if num_workers and batches else None,
     )
-    model = backbone.model.eval()
-    if on_cuda:
-        model.to(memory_format=torch.channels_last)
+    backbone.eval()
     pending = iter(chunks)
     chunk, features, probs, filled = next(pending, None), [], [], 0
     waiting = forward = 0.0

@@ -68,7 +68,7 @@ def _fetch(repo_id: str, revision: str | None) -> tuple[Path, Path]:
         return folder / CONFIG, folder / WEIGHTS
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    from ..backbones import _hub_download, _resolve_model_revision
+    from ..backbones._source import _hub_download, _resolve_model_revision
 
     sha, files = with_retries(lambda: _resolve_model_revision(repo_id, revision), what=f"reading {repo_id}")
     _check_files(repo_id, set(files))

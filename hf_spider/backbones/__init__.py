@@ -1,0 +1,28 @@
+"""Any timm, transformers or ONNX image model, from the Hub or a folder, as a frozen feature extractor.
+
+:func:`load_backbone` turns a model id into a :class:`Backbone`: the model ready for inference, its *own*
+preprocessing (timm's data config, the repo's ``AutoImageProcessor``, or an ONNX repo's ``preprocessing``),
+its feature width and source head size, and the commit sha it was loaded from (the feature cache key).
+One method, :meth:`Backbone.forward`, returns ``(features, logits)`` whatever the library: each library
+has one adapter, registered with :func:`register_library`.
+
+Safety first, as in ``timm.models._hub``: safetensors or ONNX weights are preferred; a repo that only has
+pickle weights is refused unless ``allow_pickle=True``; remote code never runs unless ``trust_remote_code=True``;
+ONNX files are size-bounded and checked before onnxruntime opens them.
+
+    >>> backbone = load_backbone("timm/resnet18.a1_in1k")          # doctest: +SKIP
+    >>> backbone.library, backbone.feature_dim, backbone.num_source_classes
+    ('timm', 512, 1000)
+"""
+
+from . import _onnx, _timm, _transformers  # noqa: F401  (each registers its adapter)
+from ._base import Backbone, TorchBackbone
+from ._factory import check_weight_files, load_backbone, model_key, parse_model_id
+from ._onnx import OnnxBackbone
+from ._registry import list_libraries, register_library
+from ._timm import TimmBackbone
+from ._transformers import TransformersBackbone
+
+__all__ = ["Backbone", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
+           "check_weight_files", "list_libraries", "load_backbone", "model_key", "parse_model_id",
+           "register_library"]
