@@ -1,6 +1,8 @@
-"""Feature-extraction throughput: ``extract_features`` (DataLoader + workers) vs a plain single-process loop.
+"""Feature-extraction throughput: ``extract_features`` (DataLoader + workers) vs a plain single-process loop;
+and, with ``--realzoo``, each real network's forward pass at its own input size, torch eager vs onnxruntime.
 
     uv run python benchmarks/features.py --n 512 --batch-size 64 --device cpu --repeats 3
+    uv run python benchmarks/features.py --realzoo ~/.cache/hf_spider_realzoo/repos --batch-size 32 --repeats 3
 
 Images are synthesised (random 256x256 JPEGs in a ``datasets.Dataset``, so decoding is part of the data
 loading, as with a real Hub dataset) and models are timm builtins with random weights (speed does not
@@ -17,6 +19,7 @@ import argparse
 import io
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -64,6 +67,74 @@ def plain_loop(backbone: Backbone, task: Task, batch_size: int) -> dict[str, flo
     return {"waiting": waiting, "forward": forward, "total": time.perf_counter() - start}
 
 
+def realzoo_throughput(folder: Path, *, batch_size: int, device: str, repeats: int) -> dict[str, object]:
+    """Forward-only img/s of one built repo: its own runtime, plus onnxruntime on a torch export of timm repos."""
+    backbone = load_backbone(f"local-dir:{folder}", device=device)
+    x = torch.stack([backbone.transform(PIL.Image.new("RGB", (64, 64), (i, 2 * i, 3 * i))) for i in range(batch_size)])
+    row: dict[str, object] = {"network": folder.name, "format": backbone.library,
+                              "input": "x".join(map(str, x.shape[2:])), "d": backbone.feature_dim}
+    row["torch"] = _images_per_second(lambda: backbone.forward(x.to(backbone.device)), batch_size, repeats) \
+        if backbone.library != "onnx" else None
+    onnx_backbone = backbone if backbone.library == "onnx" else _exported(backbone, x, folder.name)
+    onnx_backbone.to(device)
+    row["onnxruntime"] = _images_per_second(lambda: onnx_backbone.forward(x), batch_size, repeats)
+    return row
+
+
+class _PreLogits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+
+
+def _exported(backbone: Backbone, x: torch.Tensor, name: str) -> Backbone:
+    """The timm model exported to ONNX (features output), loaded back as an hf_spider ONNX backbone."""
+    import json
+    import tempfile
+    import warnings
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-onnx-"))
+    model = backbone.model.cpu().eval()
+    pooled = _PreLogits(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(pooled, x[:1].cpu(), str(folder / "model.onnx"), input_names=["pixels"],
+                          output_names=["features"], dynamic_axes={"pixels": {0: "b"}, "features": {0: "b"}},
+                          dynamo=False)
+    cfg = model.pretrained_cfg
+    (folder / "config.json").write_text(json.dumps({
+        "onnx": {"file": "model.onnx", "input": "pixels", "features": "features", "layout": "NCHW"},
+        "preprocessing": {"input_size": list(x.shape[1:]), "mean": list(cfg["mean"]), "std": list(cfg["std"])}}))
+    return load_backbone(f"local-dir:{folder}", device="cpu")
+
+
+def _images_per_second(run, batch_size: int, repeats: int) -> float:
+    with torch.inference_mode():
+        run()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def realzoo_table(root: Path, *, batch_size: int, device: str, repeats: int) -> None:
+    print(f"forward only, batch {batch_size}, device {device}, torch threads {torch.get_num_threads()}, "
+          f"median of {repeats} runs after one warm-up")
+    print("| network | format | input | d | torch img/s | onnxruntime img/s | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        row = realzoo_throughput(folder, batch_size=batch_size, device=device, repeats=repeats)
+        torch_ips, ort_ips = row["torch"], row["onnxruntime"]
+        ratio = f"{ort_ips / torch_ips:.2f}" if torch_ips else "–"
+        print(f"| {row['network']} | {row['format']} | {row['input']} | {row['d']} | "
+              f"{f'{torch_ips:.1f}' if torch_ips else '–'} | {ort_ips:.1f} | {ratio} |", flush=True)
+
+
 def median_stats(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
@@ -78,7 +149,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num-workers", type=int, default=None,
                         help="DataLoader workers for extract_features (default: hf_spider's default)")
+    parser.add_argument("--realzoo", type=Path, help="a folder of built real-zoo repos (benchmarks/realzoo/build.py)")
     args = parser.parse_args()
+    if args.realzoo is not None:
+        realzoo_table(args.realzoo.expanduser(), batch_size=args.batch_size, device=args.device, repeats=args.repeats)
+        return
 
     workers = args.num_workers if args.num_workers is not None else default_num_workers(1)
     task = synthetic_task(args.n)

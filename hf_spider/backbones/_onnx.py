@@ -86,7 +86,7 @@ class OnnxSpec:
             return value
 
         triple = lambda v: len(v) == 3 and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v)
-        image_size = lambda v: len(v) == 3 and v[0] == 3 and all(isinstance(x, int) and 0 < x <= 4096 for x in v)  # noqa: E731
+        image_size = lambda v: len(v) == 3 and v[0] == 3 and all(isinstance(x, int) and 0 < x <= 4096 for x in v)
         size = field(pre, "input_size", list, check=image_size)
         return cls(
             file=field(onnx_cfg, "file", str, "model.onnx", lambda v: v.endswith(".onnx")),
