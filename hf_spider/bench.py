@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 from . import evaluation, scores
-from .backbones import model_key
+from .backbones import Backbone, load_backbone, model_key
 from .embedder import embed_task, rank_by_embedding
 from .embedder.zoo import EmbedderSetup, embed_zoo
 from .errors import InvalidInputError
@@ -38,6 +38,11 @@ __all__ = ["FINE_TUNE", "GROUND_TRUTH_PROTOCOLS", "LINEAR_PROBE", "BenchReport",
 
 EMBEDDER = "embedder"
 SPIDER = "spider"
+# task-agnostic priors: one fixed ordering of the zoo, whatever the target (bigger first)
+PRIORS: dict[str, Callable[[Backbone], float]] = {
+    "prior:params": lambda backbone: backbone.num_parameters,
+    "prior:input-size": lambda backbone: backbone.input_size[0] * backbone.input_size[1],
+}
 
 LINEAR_PROBE, FINE_TUNE = "linear-probe", "fine-tune"
 GROUND_TRUTH_PROTOCOLS = {  # name -> how its scores are computed (stored with them)
@@ -219,6 +224,7 @@ def run_bench(
         rerank = ranker.default_rerank if rerank is None else rerank
     vectors = ({model_key(m): v for m, v in embed_zoo(zoo, embedder, seed=seed, progress=progress).items()}
                if use_embedder or ranker is not None else {})
+    priors = _priors(zoo)
     for target in targets:
         train = load_task(target, split="train", max_per_class=max_per_class, seed=seed)
         test = load_task(target, split="test", max_per_class=max_per_class, seed=seed)
@@ -243,6 +249,11 @@ def run_bench(
             if pred is not None:
                 report.predictions[name][method] = pred
 
+        for prior, values in priors.items():
+            if len(set(values.values())) > 1:
+                add(prior, lambda rows, values=values: values, 0, 0.0)
+            else:
+                report.skipped.append({"method": prior, "target": name, "reason": "every model has the same value"})
         if use_embedder or ranker is not None:
             start = time.perf_counter()
             task_features = extract_features(embedder.baseline, train, progress=progress).features
@@ -267,6 +278,16 @@ def run_bench(
             if pred is not None:
                 report.predictions[name][method] = pred
     return report
+
+
+def _priors(zoo: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Each task-agnostic prior's value for every zoo model (one load of each model, no forward pass)."""
+    values: dict[str, dict[str, float]] = {name: {} for name in PRIORS}
+    for model in zoo:
+        backbone = load_backbone(model, device="cpu")
+        for name, value in PRIORS.items():
+            values[name][model_key(model)] = float(value(backbone))
+    return values
 
 
 def _rank_quality(rank: Callable[[np.ndarray | None], dict[str, float]], train: Task, gt: dict[str, float], *,

@@ -54,7 +54,11 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(MODELS)
     gt = report["ground_truth"]["digits-bench"]
     assert all(0.0 <= v <= 1.0 for v in gt.values()) and gt == pytest.approx(stored["models"], abs=1e-6)
-    assert sorted(r["method"] for r in report["rows"]) == sorted([*METHODS, "embedder"])
+    assert sorted(r["method"] for r in report["rows"]) == sorted([*METHODS, "embedder", "prior:params"])
+    recorded = json.loads((ZOO.parent / "zoo.json").read_text())["models"]  # counted when the zoo was trained
+    assert report["predictions"]["digits-bench"]["prior:params"] == {m: recorded[m]["params"] for m in MODELS}
+    assert {"method": "prior:input-size", "target": "digits-bench",  # all 32 px: no ordering to report
+            "reason": "every model has the same value"} in report["skipped"]
     for row in report["rows"]:  # every metric recomputed directly from the raw predictions
         pred = report["predictions"]["digits-bench"][row["method"]]
         g, p = np.array([gt[m] for m in MODELS]), np.array([pred[m] for m in MODELS])
@@ -62,7 +66,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
         assert row["tau_spider"] == pytest.approx(stats.weightedtau(g, p, rank=None).statistic)
         assert row["pearson"] == pytest.approx(stats.pearsonr(g, p).statistic)
         assert row["regret_top1"] == pytest.approx(g.max() - g[np.argmax(p)])
-        assert row["forward_passes"] == (0 if row["method"] == "embedder" else 3)
+        assert row["forward_passes"] == (0 if row["method"] in ("embedder", "prior:params") else 3)
         assert report["summary"][row["method"]]["mean_tau"] == pytest.approx(row["tau_sfda"])  # one target
     assert "Summary against linear-probe ground truth" in result.stdout
     for method in ("leep", "nce"):
@@ -74,8 +78,9 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     result = _bench(*args[:-2 * (len(METHODS) + 1)], "--method", "logme", "--shots", "3", "--trials", "4", "--json")
     assert result.returncode == 0, result.stderr
     assert gt_file.read_text() == before
-    row = json.loads((out / "bench.json").read_text())["rows"][0]
-    assert row["method"] == "logme" and row["tau_sfda_ci95"] >= 0 and -1 <= row["tau_sfda"] <= 1
+    rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
+    assert set(rows) == {"logme", "prior:params"} and rows["logme"]["tau_sfda_ci95"] >= 0
+    assert rows["prior:params"]["tau_sfda_ci95"] == 0  # a fixed ordering: every draw ranks alike
 
 
 @pytest.mark.slow

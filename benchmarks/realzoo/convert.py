@@ -62,7 +62,7 @@ def copy_by_position(source: dict[str, torch.Tensor], target: torch.nn.Module) -
     if len(src) != len(dst):
         raise ValueError(f"{len(src)} source tensors, {len(dst)} target tensors")
     mapped = {}
-    for (ks, vs), (kd, vd) in zip(src, dst):
+    for (ks, vs), (kd, vd) in zip(src, dst, strict=True):
         if vs.shape != vd.shape:
             raise ValueError(f"{ks} {tuple(vs.shape)} does not fit {kd} {tuple(vd.shape)}")
         mapped[kd] = vs
@@ -99,7 +99,8 @@ def torchvision_mobilenet_v2(weights: Path, out: Path) -> dict[str, Any]:
         want_logits = reference(x)
     features, logits = hf_spider_outputs(out, x)
     return {"reference": "torchvision.models.mobilenet_v2 with the package's file",
-            "max_abs_diff_features": max_diff(features, want_features), "max_abs_diff_logits": max_diff(logits, want_logits)}
+            "max_abs_diff_features": max_diff(features, want_features),
+            "max_abs_diff_logits": max_diff(logits, want_logits)}
 
 
 def efficientnet_lite(weights: Path, variant: int, code: Path, out: Path) -> dict[str, Any]:
@@ -122,7 +123,8 @@ def efficientnet_lite(weights: Path, variant: int, code: Path, out: Path) -> dic
         want_logits = reference(x)
     features, logits = hf_spider_outputs(out, x)
     return {"reference": "efficientnet_lite_pytorch 0.1.0 (the weights package's documented loader)",
-            "max_abs_diff_features": max_diff(features, want_features), "max_abs_diff_logits": max_diff(logits, want_logits)}
+            "max_abs_diff_features": max_diff(features, want_features),
+            "max_abs_diff_logits": max_diff(logits, want_logits)}
 
 
 # ------------------------------------------------------------------------------------------- ONNX
@@ -165,7 +167,7 @@ def onnx_repo(source: Path, out: Path, *, features: str, logits_of_softmax: str 
 
     check = {"reference": "onnxruntime on the package's file with the package's preprocessing",
              "max_abs_diff_features": max_diff(got_features, _pool(want[0], onnx_cfg["layout"])),
-             "max_abs_diff_original_outputs": max(max_diff(a, b) for a, b in zip(want[1:], original))}
+             "max_abs_diff_original_outputs": max(max_diff(a, b) for a, b in zip(want[1:], original, strict=True))}
     if logits is not None:
         want_logits = exposed.run([logits], feed)[0]
         check["max_abs_diff_logits"] = max_diff(got_logits, want_logits.reshape(len(want_logits), -1))
@@ -184,8 +186,9 @@ def expose(model: Any, names: list[str], input_size: tuple[int, int, int], layou
     c, h, w = input_size
     x = np.zeros((1, c, h, w) if layout == "NCHW" else (1, h, w, c), np.float32)
     ranks = [o.ndim for o in session.run(names, {model.graph.input[0].name: x})]
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [f"{n}_{i}" for i in range(r)])
-                              for n, r in zip(names, ranks))
+    model.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [f"{n}_{i}" for i in range(r)])
+        for n, r in zip(names, ranks, strict=True))
 
 
 def open_nsfw(source: Path, out: Path) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def random_crops(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tens
     n, _, h, w = x.shape
     sides = (torch.empty(n).uniform_(0.7, 1.0, generator=gen) * min(h, w)).long().clamp(min=8)
     out = []
-    for image, side in zip(x, sides.tolist()):
+    for image, side in zip(x, sides.tolist(), strict=True):
         top = int(torch.randint(0, h - side + 1, (1,), generator=gen))
         left = int(torch.randint(0, w - side + 1, (1,), generator=gen))
         crop = image[:, top:top + side, left:left + side][None]

@@ -157,7 +157,7 @@ def parse_js_literal(text: str, start: int):
             kind, tok = tokens()
             while not (kind == "punct" and tok == "}"):
                 key = _js_string(tok) if kind == "str" else tok
-                k2, t2 = tokens()
+                _, t2 = tokens()
                 assert t2 == ":", (key, t2)
                 out[key] = value(*tokens())
                 kind, tok = tokens()
@@ -275,19 +275,19 @@ def _conv_torch(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
 def _layers_convs(model_json: dict, W: dict, arch: str) -> list[dict]:
     """(conv kernel, BN params) per conv of a Keras layers model, in network (creation) order."""
     layers = model_json["modelTopology"]["model_config"]["config"]["layers"]
-    convs = [l for l in layers if l["class_name"] in ("Conv2D", "DepthwiseConv2D")]
+    convs = [lay for lay in layers if lay["class_name"] in ("Conv2D", "DepthwiseConv2D")]
     bn_of = {}
-    for l in layers:
-        if l["class_name"] == "BatchNormalization":
-            src = l["inbound_nodes"][0][0][0]
-            bn_of[src] = l
+    for lay in layers:
+        if lay["class_name"] == "BatchNormalization":
+            src = lay["inbound_nodes"][0][0][0]
+            bn_of[src] = lay
     if arch == "inception_v3":  # Keras 2.2 lists layers by depth; conv2d_N numbering is creation order
-        convs.sort(key=lambda l: int(l["name"].rsplit("_", 1)[1]) if "_" in l["name"] else 0)
+        convs.sort(key=lambda lay: int(lay["name"].rsplit("_", 1)[1]) if "_" in lay["name"] else 0)
     out = []
-    for l in convs:
-        c, name = l["config"], l["name"]
+    for lay in convs:
+        c, name = lay["config"], lay["name"]
         assert not c.get("use_bias", False), name
-        dw = l["class_name"] == "DepthwiseConv2D"
+        dw = lay["class_name"] == "DepthwiseConv2D"
         kernel = W[f"{name}/depthwise_kernel" if dw else f"{name}/kernel"]
         bn = bn_of[name]
         bc, bname = bn["config"], bn["name"]
@@ -352,7 +352,7 @@ def convert(name: str) -> Path:
     if spec["kind"] == "layers":
         layers = mj["modelTopology"]["model_config"]["config"]["layers"]
         assert layers[0]["config"]["batch_input_shape"] == [None, spec["size"], spec["size"], 3]
-        dense = {l["name"]: l["config"] for l in layers if l["class_name"] == "Dense"}
+        dense = {lay["name"]: lay["config"] for lay in layers if lay["class_name"] == "Dense"}
         assert [dense[n]["activation"] for n in spec["head_layers"]] == ["relu", "relu", "softmax"]
         convs = _layers_convs(mj, W, spec["arch"])
         head = _mlp_head(W, spec["head_layers"])
@@ -367,7 +367,7 @@ def convert(name: str) -> Path:
     pairs = _timm_conv_bn_pairs(model)
     assert len(pairs) == len(convs), (len(pairs), len(convs))
     new: dict[str, np.ndarray] = {}
-    for (tconv, tbn), src in zip(pairs, convs):
+    for (tconv, tbn), src in zip(pairs, convs, strict=True):
         bn_mod = model.get_submodule(tbn)
         assert tuple(sd[f"{tconv}.weight"].shape) == src["weight"].shape, (tconv, src["name"], src["weight"].shape)
         new[f"{tconv}.weight"] = src["weight"]
@@ -435,7 +435,7 @@ def convert(name: str) -> Path:
             "why": "the source classifier is an MLP; a timm classifier is one Linear, so the timm model is the "
                    "backbone (num_classes 0) and this head reproduces the 5 nsfwjs outputs from its features",
             "layers": [[int(head[f'fc{i}.weight'].shape[1]), int(head[f'fc{i}.weight'].shape[0]), act]
-                       for i, act in zip((1, 2, 3), ("relu", "relu", "softmax"))],
+                       for i, act in zip((1, 2, 3), ("relu", "relu", "softmax"), strict=True)],
             "label_names": LABELS,
         }
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -593,8 +593,8 @@ def tf_avg_pool_border_rule():
     global ``F``; that global alone is swapped for a proxy of ``torch.nn.functional`` whose ``avg_pool2d`` forces
     ``count_include_pad=False`` (no effect on unpadded pools), so nothing else in the process changes.
     """
-    import torch.nn.functional as F
     import timm.models.inception_v3  # noqa: F401  (the attribute is shadowed by the model function)
+    import torch.nn.functional as F
 
     mod = sys.modules["timm.models.inception_v3"]
     assert mod.F is F, "timm's inception_v3 no longer calls torch.nn.functional as F"
@@ -689,6 +689,7 @@ def onnx_check(name: str) -> dict:
     """Load the ONNX repo through hf_spider and compare its forward with the tf.js reference; write check.json."""
     import onnxruntime
     import torch
+
     from hf_spider.backbones import load_backbone
 
     spec = MODELS[name]
@@ -783,9 +784,9 @@ def main(argv=None) -> int:
                 continue
         if timm_part and args.step in ("convert", "all"):
             print(f"{name}: converted -> {convert(name)}", flush=True)
-        if timm_part and args.step in ("reference", "all"):
-            if args.step == "reference" or args.force or not (REF_ROOT / f"nsfwjs-{name}.npz").exists():
-                print(f"{name}: reference -> {reference(name)}", flush=True)
+        if (timm_part and args.step in ("reference", "all")
+                and (args.step == "reference" or args.force or not (REF_ROOT / f"nsfwjs-{name}.npz").exists())):
+            print(f"{name}: reference -> {reference(name)}", flush=True)
         if timm_part and args.step in ("check", "all"):
             r = check(name)
             print(f"{name}: {json.dumps(r)}", flush=True)

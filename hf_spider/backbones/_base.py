@@ -26,6 +26,7 @@ class Backbone(ABC):
         revision: the commit sha for Hub models; ``None`` for a local folder or a timm builtin, whose
             weights are then identified by :meth:`weights_hash`.
         library: ``"timm"``, ``"transformers"`` or ``"onnx"``.
+        input_size: ``(H, W)`` of what :attr:`transform` makes of an image.
     """
 
     library: ClassVar[str]
@@ -37,6 +38,7 @@ class Backbone(ABC):
         self.model_id = model_id
         self.revision = revision
         self.feature_dim = feature_dim
+        self.input_size: tuple[int, int] = (0, 0)
         self._weights_hash: str | None = None
 
     @property
@@ -51,6 +53,11 @@ class Backbone(ABC):
     @abstractmethod
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Features ``[B, d]`` and source logits ``[B, C_s]`` (``None`` without a head) of a batch ``[B, 3, H, W]``."""
+
+    @property
+    @abstractmethod
+    def num_parameters(self) -> int:
+        """Number of weights (a task-agnostic prior ranks by it)."""
 
     @abstractmethod
     def _hash_weights(self, digest: hashlib._Hash) -> None:
@@ -97,6 +104,10 @@ class TorchBackbone(Backbone):
     def to(self, device: str | torch.device) -> TorchBackbone:
         self.model.to(device)
         return self
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     def eval(self) -> TorchBackbone:
         self.model.eval()

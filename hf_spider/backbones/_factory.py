@@ -122,4 +122,5 @@ def _probe_feature_dim(backbone: Backbone) -> int:
         raise ModelLoadError(f"{backbone.model_id}: forward pass failed ({type(exc).__name__}: {exc})") from exc
     if logits is not None and backbone.num_source_classes != logits.shape[-1]:
         backbone.num_source_classes = int(logits.shape[-1])
+    backbone.input_size = (int(x.shape[-2]), int(x.shape[-1]))
     return int(features.shape[-1])

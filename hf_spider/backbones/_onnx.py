@@ -19,6 +19,7 @@ external data, external-data paths must stay inside the repo, and operators from
 from __future__ import annotations
 
 import logging
+import math
 import os
 import posixpath
 from collections.abc import Iterator
@@ -109,15 +110,22 @@ class OnnxBackbone(Backbone):
 
     library = "onnx"
 
-    def __init__(self, path: Path, spec: OnnxSpec, data_files: list[Path], **kwargs: Any) -> None:
+    def __init__(self, path: Path, spec: OnnxSpec, data_files: list[Path], *, num_parameters: int,
+                 **kwargs: Any) -> None:
         super().__init__(_transform(spec), **kwargs)
         self.path, self.spec, self.data_files = path, spec, data_files
+        self._num_parameters = num_parameters
         self.session = _session(path, "cpu", where=self.model_id)
         self.input_name, self.fixed_batch = _check_io(self.session, spec, where=self.model_id)
 
     @property
     def device(self) -> torch.device:
         return torch.device("cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu")
+
+    @property
+    def num_parameters(self) -> int:
+        """Elements of the graph's initializers."""
+        return self._num_parameters
 
     def to(self, device: str | torch.device) -> OnnxBackbone:
         if torch.device(device).type != self.device.type:
@@ -162,8 +170,9 @@ def load_onnx(source: ModelSource, config: dict[str, Any], **_: Any) -> OnnxBack
     _check_size(source, [spec.file, *data], limit)
     data_files = [source.fetch(name) for name in data]
     num_classes = config.get("num_classes") if spec.logits else None
-    return OnnxBackbone(path, spec, data_files, num_source_classes=num_classes or None, model_id=source.name,
-                        revision=source.revision)
+    parameters = sum(math.prod(t.dims) for t in model.graph.initializer)
+    return OnnxBackbone(path, spec, data_files, num_parameters=parameters, num_source_classes=num_classes or None,
+                        model_id=source.name, revision=source.revision)
 
 
 # ------------------------------------------------------------------------------------------- validation
