@@ -161,7 +161,8 @@ def fine_tune(
     each learning rate then trains from the same weights, and the best validation checkpoint is tested.
 
     Args:
-        model_id: anything :func:`hf_spider.backbones.load_backbone` loads (timm or transformers).
+        model_id: a timm or transformers model :func:`hf_spider.backbones.load_backbone` loads (ONNX
+            models cannot be trained).
         train_task, test_task: the target's splits; both classification or both regression.
         lrs: learning rates tried (one training run each, from the same pre-trained weights).
         epochs, batch_size: per run; the learning rate follows a cosine from ``lr`` to 0.
@@ -171,7 +172,7 @@ def fine_tune(
             (stratified for classification, as in :func:`linear_probe`).
         device: ``None`` → CUDA when available, else CPU.
     """
-    from .backbones import load_backbone
+    from .backbones import TorchBackbone, load_backbone
 
     if train_task.regression != test_task.regression:
         raise InvalidInputError("fine_tune: train and test tasks must both be classification or both regression")
@@ -183,6 +184,9 @@ def fine_tune(
         train_task = train_task.select(sample_per_class(train_task.labels, max_per_class=max_train_per_class,
                                                         seed=seed))
     backbone = load_backbone(model_id, device=device)
+    if not isinstance(backbone, TorchBackbone):
+        raise InvalidInputError(f"fine_tune: {model_id} is an {backbone.library} model, which cannot be trained; "
+                                "rank it against the linear-probe ground truth")
     x, x_test = _pixels(backbone, train_task), _pixels(backbone, test_task)
     y, y_test = _targets(train_task.labels, regression), _targets(test_task.labels, regression)
     fit, val = train_test_split(np.arange(len(y)), test_size=validation_fraction, random_state=seed,

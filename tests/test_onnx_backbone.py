@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 import PIL.Image
 import pytest
 import torch
 from huggingface_hub import HfApi, try_to_load_from_cache
+from onnx import numpy_helper
 
 from hf_spider.backbones import OnnxBackbone, load_backbone
-from hf_spider.errors import InvalidArtifactError, ModelLoadError
+from hf_spider.errors import InvalidArtifactError, InvalidInputError, ModelLoadError
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.25, 0.2, 0.3]
 
@@ -239,3 +239,14 @@ def test_malformed_config_is_refused(tmp_path: Path, section, key, value, messag
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(InvalidArtifactError, match=message):
         load_backbone(f"local-dir:{tmp_path}")
+
+
+def test_fine_tuning_an_onnx_model_is_refused(tmp_path: Path):
+    from hf_spider.groundtruth import fine_tune
+    from hf_spider.tasks import task_from_arrays
+
+    export(TinyNet(), tmp_path / "model.onnx")
+    (tmp_path / "config.json").write_text(json.dumps(onnx_config()))
+    task = task_from_arrays(np.stack([np.asarray(im) for im in images(8)]), np.arange(8) % 2)
+    with pytest.raises(InvalidInputError, match=r"is an onnx model, which cannot be trained"):
+        fine_tune(f"local-dir:{tmp_path}", task, task)
