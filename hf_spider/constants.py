@@ -5,7 +5,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import InvalidInputError
+
 
 def cache_root() -> Path:
     """``$HF_SPIDER_CACHE`` if set, else ``~/.cache/hf_spider``: feature cache and embedding indexes."""
     return Path(os.environ.get("HF_SPIDER_CACHE") or Path.home() / ".cache" / "hf_spider").expanduser()
+
+
+def positive_int_env(name: str, default: int) -> int:
+    """``$name`` as a positive integer, ``default`` when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -38,7 +38,7 @@ import torch
 
 from . import __version__
 from .backbones import Backbone, load_backbone
-from .constants import cache_root
+from .constants import cache_root, positive_int_env
 from .errors import InvalidInputError
 from .tasks import Task
 
@@ -85,12 +85,7 @@ def default_cache_dir() -> Path:
 
 def default_checkpoint_rows() -> int:
     """Rows per checkpoint of a long extraction: ``$HF_SPIDER_CHECKPOINT_ROWS`` if set, else 4096."""
-    value = os.environ.get("HF_SPIDER_CHECKPOINT_ROWS", "").strip()
-    if not value:
-        return CHECKPOINT_ROWS
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidInputError(f"HF_SPIDER_CHECKPOINT_ROWS must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int_env("HF_SPIDER_CHECKPOINT_ROWS", CHECKPOINT_ROWS)
 
 
 def cache_key(backbone: Backbone, task: Task, *, with_source_probs: bool, precision: str = "fp32") -> str:

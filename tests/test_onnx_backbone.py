@@ -83,6 +83,23 @@ def push_onnx_model(api: HfApi, repo_id: str, folder: Path) -> TinyNet:
     return net
 
 
+def push_model(api: HfApi, repo_id: str, tmp_path: Path, model: onnx.ModelProto | bytes,
+               config: dict | None = None) -> None:
+    """``model`` (a graph, or raw bytes) pushed as ``model.onnx`` with ``config`` (default :func:`onnx_config`)."""
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    if isinstance(model, bytes):
+        (folder / "model.onnx").write_bytes(model)
+    else:
+        onnx.save_model(model, str(folder / "model.onnx"))
+    push_folder(api, repo_id, folder, config or onnx_config())
+
+
+def exported(tmp_path: Path) -> onnx.ModelProto:
+    export(TinyNet(), tmp_path / "exported.onnx")
+    return onnx.load(str(tmp_path / "exported.onnx"))
+
+
 def images(n: int = 8) -> list[PIL.Image.Image]:
     rng = np.random.default_rng(0)
     return [PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
@@ -106,8 +123,9 @@ def test_onnx_repo_from_the_hub_matches_torch(api: HfApi, repo_id: str, tmp_path
     backbone = load_backbone(repo_id, device="cpu")
     assert isinstance(backbone, OnnxBackbone) and backbone.library == "onnx"
     assert (backbone.feature_dim, backbone.num_source_classes, backbone.input_size) == (16, 5, (32, 32))
-    weights = onnx.load(str(tmp_path / "repo" / "model.onnx")).graph.initializer
-    assert backbone.num_parameters == sum(numpy_helper.to_array(t).size for t in weights) > 1000
+    graph = onnx.load(str(tmp_path / "repo" / "model.onnx")).graph  # weights: initializers and Constant nodes
+    stored = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute)]
+    assert backbone.num_parameters == sum(numpy_helper.to_array(t).size for t in stored) > 1000
     assert backbone.revision == api.model_info(repo_id).sha
     features, logits = run(backbone, images())
     want_features, want_logits = reference(net, images())
@@ -174,53 +192,37 @@ def test_oversized_model_is_refused_before_download(api: HfApi, repo_id: str, tm
 
 
 def test_external_data_outside_the_repo_is_refused(api: HfApi, repo_id: str, tmp_path: Path):
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    export(TinyNet(), tmp_path / "inline.onnx")
-    model = onnx.load(str(tmp_path / "inline.onnx"))
-    weight = next(t for t in model.graph.initializer if t.dims and len(t.dims) == 4)
+    model = exported(tmp_path)
+    weight = next(t for t in model.graph.initializer if len(t.dims) == 4)
+    (tmp_path / "outside.bin").write_bytes(weight.raw_data)  # a loader following the path would find valid data
     nbytes = len(weight.raw_data)
-    outside = tmp_path / "outside.bin"
-    outside.write_bytes(weight.raw_data)  # a loader following the path would find valid data there
     weight.ClearField("raw_data")
     weight.data_location = onnx.TensorProto.EXTERNAL
     for key, value in (("location", "../outside.bin"), ("offset", "0"), ("length", str(nbytes))):
         weight.external_data.add(key=key, value=value)
-    onnx.save_model(model, str(folder / "model.onnx"))
-    push_folder(api, repo_id, folder, onnx_config())
+    push_model(api, repo_id, tmp_path, model)
     with pytest.raises(InvalidArtifactError, match=r"external data '../outside.bin', outside the repo"):
         load_backbone(repo_id)
 
 
 def test_truncated_model_is_refused(api: HfApi, repo_id: str, tmp_path: Path):
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    export(TinyNet(), tmp_path / "whole.onnx")
-    data = (tmp_path / "whole.onnx").read_bytes()
-    (folder / "model.onnx").write_bytes(data[: len(data) // 2])
-    push_folder(api, repo_id, folder, onnx_config())
+    data = exported(tmp_path).SerializeToString()
+    push_model(api, repo_id, tmp_path, data[: len(data) // 2])
     with pytest.raises(InvalidArtifactError, match=r"model.onnx is not an ONNX model \(truncated or damaged\?\)"):
         load_backbone(repo_id)
 
 
 def test_custom_op_is_refused(api: HfApi, repo_id: str, tmp_path: Path):
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    export(TinyNet(), tmp_path / "plain.onnx")
-    model = onnx.load(str(tmp_path / "plain.onnx"))
+    model = exported(tmp_path)
     model.graph.node[-1].domain = "com.example.ops"
     model.opset_import.add(domain="com.example.ops", version=1)
-    onnx.save_model(model, str(folder / "model.onnx"))
-    push_folder(api, repo_id, folder, onnx_config())
+    push_model(api, repo_id, tmp_path, model)
     with pytest.raises(ModelLoadError, match=r"of domain 'com.example.ops' is a custom op"):
         load_backbone(repo_id)
 
 
 def test_missing_feature_output_is_named(api: HfApi, repo_id: str, tmp_path: Path):
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    export(TinyNet(), folder / "model.onnx")
-    push_folder(api, repo_id, folder, onnx_config(features="pooled"))
+    push_model(api, repo_id, tmp_path, exported(tmp_path), onnx_config(features="pooled"))
     with pytest.raises(ModelLoadError, match=r"names features output 'pooled', which the model does not have "
                                              r"\(outputs: \['fmap', 'logits'\]\)"):
         load_backbone(repo_id)

@@ -106,10 +106,6 @@ class Network:
     trained_on: str
     licence_id: str  # the card's ``license`` (the Hub's identifiers)
     convert: Callable[[Path, Path], dict[str, Any]] = field(repr=False)
-    licence: str = ""  # defaults to the package's statement
-
-    def licence_text(self) -> str:
-        return self.licence or PACKAGES[self.package].licence
 
 
 # ------------------------------------------------------------------------------------------- networks
@@ -272,7 +268,7 @@ class Build:
             subprocess.run([str(self.tf_env()), *command], check=True, env=env)
         spec = json.loads((made / "onnx_config.json").read_text())
         check = convert.copy_onnx_repo(made, out)
-        return {**check, "trained_on": spec.get("trained_on"), "licence": spec.get("licence")}
+        return {**check, "trained_on": spec.get("trained_on")}
 
     def nsfwjs(self, name: str, kind: str, out: Path) -> dict[str, Any]:
         env = {**os.environ, "HF_SPIDER_REALZOO": str(self.cache)}
@@ -342,19 +338,8 @@ def describe(folder: Path) -> dict[str, Any]:
     from hf_spider.backbones import load_backbone
 
     backbone = load_backbone(f"local-dir:{folder}", device="cpu")
-    config = json.loads((folder / "config.json").read_text())
-    if backbone.library == "onnx":
-        import onnx
-        from onnx import numpy_helper
-
-        model = onnx.load(str(folder / "model.onnx"))
-        params = sum(int(numpy_helper.to_array(t).size) for t in model.graph.initializer)
-        size = config["preprocessing"]["input_size"]
-    else:
-        params = sum(p.numel() for p in backbone.model.parameters())
-        size = list(backbone.model.pretrained_cfg["input_size"])
-    return {"format": backbone.library, "input_size": size[1:], "feature_dim": backbone.feature_dim,
-            "params": params, "num_source_classes": backbone.num_source_classes}
+    return {"format": backbone.library, "input_size": list(backbone.input_size), "feature_dim": backbone.feature_dim,
+            "params": backbone.num_parameters, "num_source_classes": backbone.num_source_classes}
 
 
 def write_card(folder: Path, entry: dict[str, Any], org: str) -> None:
@@ -398,22 +383,22 @@ def upload(folder: Path, repo_id: str, endpoint: str, token: str | None) -> str:
 
     api = HfApi(endpoint=endpoint, token=token, library_name="hf_spider")
     api.create_repo(repo_id, exist_ok=True)
-    local = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*")
-             if p.is_file() and p.name != "check.json"}
+    local = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "check.json"}
     info = api.model_info(repo_id, files_metadata=True)
-    remote = {s.rfilename: s.size for s in info.siblings or [] if s.rfilename != ".gitattributes"}
-    if remote == local and all(_same_lfs(s, folder) for s in info.siblings or [] if s.rfilename in local):
+    remote = {s.rfilename: s for s in info.siblings or [] if s.rfilename != ".gitattributes"}
+    if set(remote) == local and all(_same_file(remote[name], folder / name) for name in local):
         return info.sha
     commit = api.upload_folder(folder_path=folder, repo_id=repo_id, ignore_patterns=["check.json"],
                                commit_message="hf_spider real zoo: build")
     return commit.oid
 
 
-def _same_lfs(sibling: Any, folder: Path) -> bool:
-    lfs = getattr(sibling, "lfs", None)
-    if not lfs:  # small files: their size matched; compare bytes only if cheap
-        return True
-    return sha256(folder / sibling.rfilename) == lfs.sha256
+def _same_file(sibling: Any, path: Path) -> bool:
+    """The Hub's copy has the local file's content: its LFS sha256, or its git blob id."""
+    if sibling.lfs:
+        return sibling.lfs.sha256 == sha256(path)
+    data = path.read_bytes()
+    return sibling.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -442,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         entries[net.name] = {
             "name": net.name, "family": net.family, "package": package.name, "version": package.version,
             "registry": package.registry, "sha256": ctx.log["packages"][package.name]["sha256"], "file": net.file,
-            "licence": check.get("licence") or net.licence_text(), "licence_id": net.licence_id,
+            "licence": package.licence, "licence_id": net.licence_id,
             "trained_on": check.get("trained_on") or net.trained_on, "check": check,
         }
         print(f"{net.name:28s} {'ok' if check['pass'] else 'FAIL'} {check.get('seconds', 0):7.1f} s  "

@@ -55,6 +55,15 @@ def hf_spider_outputs(folder: Path, x: torch.Tensor) -> tuple[np.ndarray, np.nda
 # ------------------------------------------------------------------------------------------- timm
 
 
+def compare(out: Path, x: torch.Tensor, features_of, logits_of, reference: str) -> dict[str, Any]:
+    """The converted repo against the source network's pooled features and logits on the same input ``x``."""
+    with torch.inference_mode():
+        want_features, want_logits = features_of(x), logits_of(x)
+    features, logits = hf_spider_outputs(out, x)
+    return {"reference": reference, "max_abs_diff_features": max_diff(features, want_features),
+            "max_abs_diff_logits": max_diff(logits, want_logits)}
+
+
 def copy_by_position(source: dict[str, torch.Tensor], target: torch.nn.Module) -> None:
     """Load ``source`` into ``target`` tensor by tensor in order; every shape must agree."""
     src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
@@ -94,13 +103,8 @@ def torchvision_mobilenet_v2(weights: Path, out: Path) -> dict[str, Any]:
     # torchvision's eval preprocessing: resize 256 (bilinear), centre crop 224, ImageNet statistics
     save_timm(model, out, {"interpolation": "bilinear", "crop_pct": 0.875, "license": "bsd-3-clause"})
     x = normalised(check_images((224, 224)), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    with torch.inference_mode():
-        want_features = reference.features(x).mean(dim=(2, 3))
-        want_logits = reference(x)
-    features, logits = hf_spider_outputs(out, x)
-    return {"reference": "torchvision.models.mobilenet_v2 with the package's file",
-            "max_abs_diff_features": max_diff(features, want_features),
-            "max_abs_diff_logits": max_diff(logits, want_logits)}
+    return compare(out, x, lambda x: reference.features(x).mean(dim=(2, 3)), reference,
+                   "torchvision.models.mobilenet_v2 with the package's file")
 
 
 def efficientnet_lite(weights: Path, variant: int, code: Path, out: Path) -> dict[str, Any]:
@@ -118,13 +122,8 @@ def efficientnet_lite(weights: Path, variant: int, code: Path, out: Path) -> dic
     save_timm(model, out, {"license": "apache-2.0"})
     size = model.pretrained_cfg["input_size"][1:]
     x = normalised(check_images(size), model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
-    with torch.inference_mode():
-        want_features = reference.extract_features(x).mean(dim=(2, 3))
-        want_logits = reference(x)
-    features, logits = hf_spider_outputs(out, x)
-    return {"reference": "efficientnet_lite_pytorch 0.1.0 (the weights package's documented loader)",
-            "max_abs_diff_features": max_diff(features, want_features),
-            "max_abs_diff_logits": max_diff(logits, want_logits)}
+    return compare(out, x, lambda x: reference.extract_features(x).mean(dim=(2, 3)), reference,
+                   "efficientnet_lite_pytorch 0.1.0 (the weights package's documented loader)")
 
 
 # ------------------------------------------------------------------------------------------- ONNX

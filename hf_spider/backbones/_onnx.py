@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..constants import positive_int_env
 from ..errors import InvalidArtifactError, ModelLoadError
 from ._base import Backbone
 from ._registry import register_library
@@ -46,12 +46,7 @@ STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.trai
 
 def max_model_bytes() -> int:
     """Largest ONNX model (file plus external data) loaded: ``$HF_SPIDER_MAX_MODEL_BYTES``, else 2 GiB."""
-    value = os.environ.get("HF_SPIDER_MAX_MODEL_BYTES", "").strip()
-    if not value:
-        return MAX_MODEL_BYTES
-    if not value.isdigit() or int(value) < 1:
-        raise ModelLoadError(f"HF_SPIDER_MAX_MODEL_BYTES must be a positive integer, got {value!r}")
-    return int(value)
+    return positive_int_env("HF_SPIDER_MAX_MODEL_BYTES", MAX_MODEL_BYTES)
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ class OnnxBackbone(Backbone):
 
     @property
     def num_parameters(self) -> int:
-        """Elements of the graph's initializers."""
+        """Elements of the tensors stored in the graph (initializers and constants)."""
         return self._num_parameters
 
     def to(self, device: str | torch.device) -> OnnxBackbone:
@@ -170,7 +165,7 @@ def load_onnx(source: ModelSource, config: dict[str, Any], **_: Any) -> OnnxBack
     _check_size(source, [spec.file, *data], limit)
     data_files = [source.fetch(name) for name in data]
     num_classes = config.get("num_classes") if spec.logits else None
-    parameters = sum(math.prod(t.dims) for t in model.graph.initializer)
+    parameters = sum(math.prod(t.dims) for t in _tensors(model.graph))
     return OnnxBackbone(path, spec, data_files, num_parameters=parameters, num_source_classes=num_classes or None,
                         model_id=source.name, revision=source.revision)
 
