@@ -211,6 +211,9 @@ def run_bench(
         ranker: adds Model Spider's rows: ``"spider"`` (no forward pass of candidates) and
             ``"spider+rerankK"`` (K = ``rerank``, default the ranker's validated budget). Its encoder
             and embedding baseline must be ``embedder.baseline`` (the bundled zoo's ranker is).
+
+    Every target also gets the task-agnostic :data:`PRIORS` as rows of their own (0 forward passes), so each
+    method can be read against a fixed ordering by model size.
     """
     if len(zoo) < 2:
         raise InvalidInputError("bench needs at least 2 zoo models to rank")
