@@ -113,6 +113,15 @@ def reference(net: TinyNet, imgs: list[PIL.Image.Image]) -> tuple[torch.Tensor, 
     return fmap.mean(dim=(2, 3)), logits
 
 
+def assert_matches_torch(backbone, net: TinyNet, n: int = 8) -> torch.Tensor:
+    """The backbone's features and logits equal the torch network's on ``n`` images to 1e-5; returns the features."""
+    features, logits = run(backbone, images(n))
+    want_features, want_logits = reference(net, images(n))
+    torch.testing.assert_close(features, want_features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, want_logits, atol=1e-5, rtol=0)
+    return features
+
+
 def run(backbone, imgs) -> tuple[torch.Tensor, torch.Tensor | None]:
     with torch.inference_mode():
         return backbone.forward(torch.stack([backbone.transform(im) for im in imgs]))
@@ -127,11 +136,7 @@ def test_onnx_repo_from_the_hub_matches_torch(api: HfApi, repo_id: str, tmp_path
     stored = [*graph.initializer, *(a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute)]
     assert backbone.num_parameters == sum(numpy_helper.to_array(t).size for t in stored) > 1000
     assert backbone.revision == api.model_info(repo_id).sha
-    features, logits = run(backbone, images())
-    want_features, want_logits = reference(net, images())
-    assert features.shape == (8, 16)
-    torch.testing.assert_close(features, want_features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits, want_logits, atol=1e-5, rtol=0)
+    assert assert_matches_torch(backbone, net).shape == (8, 16)
 
 
 def test_nhwc_bgr_input_and_feature_map(api: HfApi, repo_id: str, tmp_path: Path):
@@ -143,10 +148,7 @@ def test_nhwc_bgr_input_and_feature_map(api: HfApi, repo_id: str, tmp_path: Path
     config = onnx_config(layout="NHWC")
     config["preprocessing"]["channel_order"] = "BGR"
     push_folder(api, repo_id, folder, config)
-    features, logits = run(load_backbone(repo_id, device="cpu"), images())
-    want_features, want_logits = reference(net, images())
-    torch.testing.assert_close(features, want_features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(logits, want_logits, atol=1e-5, rtol=0)
+    assert_matches_torch(load_backbone(repo_id, device="cpu"), net)
 
 
 def test_external_data_inside_the_repo_loads(api: HfApi, repo_id: str, tmp_path: Path):
@@ -160,8 +162,7 @@ def test_external_data_inside_the_repo_loads(api: HfApi, repo_id: str, tmp_path:
     push_folder(api, repo_id, folder, onnx_config())
     backbone = load_backbone(repo_id, device="cpu")
     assert [p.name for p in backbone.data_files] == ["model.onnx.data"]
-    features, _ = run(backbone, images(2))
-    torch.testing.assert_close(features, reference(net, images(2))[0], atol=1e-5, rtol=0)
+    assert_matches_torch(backbone, net, n=2)
 
 
 def test_features_cache_and_weights_hash_follow_the_file(tmp_path: Path):
