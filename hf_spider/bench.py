@@ -190,7 +190,7 @@ def run_bench(
     max_per_class: int | None = None,
     embedder: EmbedderSetup | None = None,
     ranker: SpiderRanker | None = None,
-    rerank: int | None = None,
+    rerank: int | Sequence[int] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> BenchReport:
@@ -209,11 +209,14 @@ def run_bench(
         max_per_class: cap the examples per class of each split (for quick runs).
         embedder: adds the Standardized Embedder's row (method ``"embedder"``) when given.
         ranker: adds Model Spider's rows: ``"spider"`` (no forward pass of candidates) and
-            ``"spider+rerankK"`` (K = ``rerank``, default the ranker's validated budget). Its encoder
-            and embedding baseline must be ``embedder.baseline`` (the bundled zoo's ranker is).
+            ``"spider+rerankK"`` for each budget K in ``rerank`` (default the ranker's validated budget). Its
+            encoder and embedding baseline must be ``embedder.baseline`` (the bundled zoo's ranker is).
 
     Every target also gets the task-agnostic :data:`PRIORS` as rows of their own (0 forward passes), so each
-    method can be read against a fixed ordering by model size.
+    method can be read against a fixed ordering by model size; a ranker trained in this process adds
+    ``"prior:mean-rank"``, each model's mean rank over the ranker's training tasks. Scores of source-head
+    probabilities (LEEP, NCE) rank only the models with a classifier head, against those models' ground truth
+    (a row's ``models``).
     """
     if len(zoo) < 2:
         raise InvalidInputError("bench needs at least 2 zoo models to rank")
@@ -224,19 +227,26 @@ def run_bench(
     use_embedder = embedder is not None and (methods is None or EMBEDDER in methods)
     if ranker is not None:
         _check_ranker(ranker, embedder)
-        rerank = ranker.default_rerank if rerank is None else rerank
+        budgets = sorted({0, *([ranker.default_rerank] if rerank is None else
+                               [rerank] if isinstance(rerank, int) else rerank)})
     vectors = ({model_key(m): v for m, v in embed_zoo(zoo, embedder, seed=seed, progress=progress).items()}
                if use_embedder or ranker is not None else {})
-    priors = _priors(zoo)
+    backbones = {model_key(m): load_backbone(m) for m in zoo}  # loaded once: priors, features, probes
+    priors = _priors(backbones)
+    mean_rank = (ranker.training_report or {}).get("mean_rank") if ranker is not None else None
+    if mean_rank and {model_key(m) for m in mean_rank} >= set(backbones):  # lower mean rank is better
+        priors["prior:mean-rank"] = {k: -v for m, v in mean_rank.items() if (k := model_key(m)) in backbones}
     for target in targets:
         train = load_task(target, split="train", max_per_class=max_per_class, seed=seed)
         test = load_task(target, split="test", max_per_class=max_per_class, seed=seed)
         name = model_key(target)
-        forward_start = time.perf_counter()
-        train_feats = {model_key(m): extract_features(m, train, with_source_probs=True, progress=progress)
-                       for m in zoo}
-        forward_seconds = time.perf_counter() - forward_start
-        gt = _ground_truth(name, zoo, train, test, train_feats, ground_truth, ground_truth_protocol, progress)
+        train_feats = {key: extract_features(backbone, train, with_source_probs=backbone.num_source_classes is not None,
+                                             progress=progress)
+                       for key, backbone in backbones.items()}
+        # a selection's forward seconds: what each extraction took when it ran (this run, or the cached one's)
+        seconds = {key: f.stats["computed"] for key, f in train_feats.items()}
+        gt = _ground_truth(name, zoo, backbones, train, test, train_feats, ground_truth, ground_truth_protocol,
+                           progress)
         report.ground_truth[name] = gt
         if train.regression:
             report.regression_targets.append(name)
@@ -247,8 +257,9 @@ def run_bench(
         def add(method: str, rank: Callable[[np.ndarray | None], dict[str, float]], forward_passes: int,
                 forward_s: float, name: str = name, gt: dict[str, float] = gt, train: Task = train) -> None:
             row, pred = _rank_quality(rank, train, gt, shots=shots, trials=trials, seed=seed)
-            report.rows.append({"method": method, **row, "target": name, "forward_passes": forward_passes,
-                                "forward_s": forward_s, "wall_s": forward_s + row["score_s"]})
+            report.rows.append({"method": method, **row, "target": name, "models": len(gt),
+                                "forward_passes": forward_passes, "forward_s": forward_s,
+                                "wall_s": forward_s + row["score_s"]})
             if pred is not None:
                 report.predictions[name][method] = pred
 
@@ -258,39 +269,43 @@ def run_bench(
             else:
                 report.skipped.append({"method": prior, "target": name, "reason": "every model has the same value"})
         if use_embedder or ranker is not None:
-            start = time.perf_counter()
-            task_features = extract_features(embedder.baseline, train, progress=progress).features
-            baseline_s = time.perf_counter() - start
+            baseline = extract_features(embedder.baseline, train, progress=progress)
+            task_features, baseline_s = baseline.features, baseline.stats["computed"]
         if use_embedder:
             add(EMBEDDER, _embedder_ranking(vectors, task_features, train, seed), 0, baseline_s)
         if ranker is not None:  # the encoder is the embedder's baseline (checked above): one pass serves both
-            for k in sorted({0, rerank}):
+            per_candidate = float(np.mean(list(seconds.values())))  # re-ranked models: the zoo's mean cost
+            for k in budgets:
                 add(SPIDER if k == 0 else f"{SPIDER}+rerank{k}", _spider_ranking(
-                    ranker, task_features, train, train_feats, vectors, k), k, baseline_s)
+                    ranker, task_features, train, train_feats, vectors, k), k, baseline_s + k * per_candidate)
         for method in target_methods:
             if train.regression and method not in scores.available(regression=True):
                 continue
-            rank = functools.partial(_score_all, method, train_feats, train.labels, regression=train.regression)
+            feats = _scorable(method, train_feats)
+            if len(feats) < 2:
+                report.skipped.append({"method": method, "target": name, "reason": "needs a source classifier head; "
+                                       f"{len(feats)} zoo model(s) have one"})
+                continue
+            rank = functools.partial(_score_all, method, feats, train.labels, regression=train.regression)
             try:
-                row, pred = _rank_quality(rank, train, gt, shots=shots, trials=trials, seed=seed)
+                add(method, rank, len(feats), sum(seconds[k] for k in feats), gt={k: gt[k] for k in feats})
             except InvalidInputError as e:  # e.g. GBC with one example per class: reported, not fatal
                 report.skipped.append({"method": method, "target": name, "reason": str(e)})
-                continue
-            report.rows.append({"method": method, **row, "target": name, "forward_passes": len(zoo),
-                                "forward_s": forward_seconds, "wall_s": forward_seconds + row["score_s"]})
-            if pred is not None:
-                report.predictions[name][method] = pred
     return report
 
 
-def _priors(zoo: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Each task-agnostic prior's value for every zoo model (one load of each model, no forward pass)."""
-    values: dict[str, dict[str, float]] = {name: {} for name in PRIORS}
-    for model in zoo:
-        backbone = load_backbone(model, device="cpu")
-        for name, value in PRIORS.items():
-            values[name][model_key(model)] = float(value(backbone))
-    return values
+def _priors(backbones: dict[str, Backbone]) -> dict[str, dict[str, float]]:
+    """Each task-agnostic prior's value for every zoo model (no forward pass)."""
+    return {name: {key: float(value(backbone)) for key, backbone in backbones.items()}
+            for name, value in PRIORS.items()}
+
+
+def _scorable(method: str, feats: dict[str, Features]) -> dict[str, Features]:
+    """The zoo models ``method`` can score: a score of source-head probabilities ranks only the models with a
+    head (ONNX feature extractors often have none), against the ground truth of those models."""
+    if "source_probs" not in scores.info(method).needs:
+        return feats
+    return {key: f for key, f in feats.items() if f.source_probs is not None}
 
 
 def _rank_quality(rank: Callable[[np.ndarray | None], dict[str, float]], train: Task, gt: dict[str, float], *,
@@ -364,8 +379,9 @@ def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator, reg
                                       replace=False) for c in classes])
 
 
-def _ground_truth(target: str, zoo: Sequence[str], train: Task, test: Task, train_feats: dict[str, Features],
-                  store: GroundTruthStore | None, protocol: str, progress: bool) -> dict[str, float]:
+def _ground_truth(target: str, zoo: Sequence[str], backbones: dict[str, Backbone], train: Task, test: Task,
+                  train_feats: dict[str, Features], store: GroundTruthStore | None, protocol: str,
+                  progress: bool) -> dict[str, float]:
     """Every zoo model's ground truth on ``target``: stored, or computed and stored model by model
     (an interrupted fine-tuning run keeps what it finished)."""
     store = store if store is not None else GroundTruthStore()
@@ -377,7 +393,7 @@ def _ground_truth(target: str, zoo: Sequence[str], train: Task, test: Task, trai
             if protocol == FINE_TUNE:
                 values[key] = fine_tune(model, train, test).score
             else:
-                test_feats = extract_features(model, test, progress=progress)
+                test_feats = extract_features(backbones[key], test, progress=progress)
                 values[key] = linear_probe(train_feats[key].features, train.labels, test_feats.features,
                                            test.labels, regression=train.regression).score
             store.put(target, "r2" if train.regression else "accuracy", {key: values[key]}, protocol)

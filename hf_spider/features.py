@@ -63,7 +63,9 @@ class Features:
         from_cache: whether the arrays were read from the cache (no forward pass).
         resumed_rows: rows read from the checkpoints of an interrupted run (no forward pass for those).
         cache_path: the cache file written or read, ``None`` when caching is off.
-        stats: seconds spent ``waiting`` for batches, in ``forward`` and in ``total`` (0 on a cache hit).
+        stats: seconds spent ``waiting`` for batches, in ``forward`` and in ``total`` (0 on a cache hit), and
+            ``computed``: the ``total`` of the extraction that produced the arrays (read from the cache on a
+            hit; NaN for cache files written before it was recorded).
     """
 
     features: np.ndarray
@@ -175,9 +177,10 @@ def extract_features(
         if cached is not None:
             if state.is_main_process:  # checkpoints left by a run killed after writing the cache
                 shutil.rmtree(_checkpoint_dir(path), ignore_errors=True)
-            features, probs = cached
+            features, probs, seconds = cached
             return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
-                            from_cache=True, cache_path=path, stats={"waiting": 0.0, "forward": 0.0, "total": 0.0})
+                            from_cache=True, cache_path=path,
+                            stats={"waiting": 0.0, "forward": 0.0, "total": 0.0, "computed": seconds})
 
     start = time.perf_counter()
     per_process = math.ceil(n / state.num_processes)
@@ -215,10 +218,11 @@ def extract_features(
     probs = None
     if with_source_probs:
         probs = _gather_rows(local_probs, state, per_process=per_process, n=n, width=backbone.num_source_classes)
-    stats["total"] = time.perf_counter() - start
+    stats["total"] = stats["computed"] = time.perf_counter() - start
 
     if use_cache and path is not None and state.is_main_process:
-        _write_cache(path, key=key, backbone=backbone, task=task, features=features, probs=probs)
+        _write_cache(path, key=key, backbone=backbone, task=task, features=features, probs=probs,
+                     seconds=stats["total"])
         if checkpoints is not None:  # every process's chunks are in: gathered above
             shutil.rmtree(checkpoints, ignore_errors=True)
     if state.num_processes > 1:
@@ -329,8 +333,9 @@ def default_num_workers(num_processes: int = 1) -> int:
 
 
 def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | None,
-                with_source_probs: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """The cached arrays if ``path`` holds a valid result for ``key``; ``None`` (and a warning) otherwise."""
+                with_source_probs: bool) -> tuple[np.ndarray, np.ndarray | None, float] | None:
+    """The cached arrays and the seconds they took if ``path`` holds a valid result for ``key``; ``None`` (and a
+    warning) otherwise."""
     if not path.is_file():
         return None
     from safetensors import safe_open
@@ -365,11 +370,15 @@ def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | Non
     if problems:
         logger.warning("Ignoring feature cache %s: %s; recomputing.", path, "; ".join(problems))
         return None
-    return features, probs
+    try:
+        seconds = float(meta.get("seconds", "nan"))
+    except ValueError:
+        seconds = math.nan
+    return features, probs, seconds
 
 
 def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, features: np.ndarray,
-                 probs: np.ndarray | None) -> None:
+                 probs: np.ndarray | None, seconds: float) -> None:
     """Write atomically: a temp file in the same folder, then ``os.replace``."""
     from safetensors.numpy import save_file
 
@@ -381,6 +390,7 @@ def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, featur
         "format": CACHE_FORMAT, "key": key, "model_id": backbone.model_id, "revision": backbone.revision or "",
         "library": backbone.library, "task_fingerprint": task.fingerprint, "task_name": task.name,
         "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
+        "seconds": f"{seconds:.3f}",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}-", suffix=".tmp")

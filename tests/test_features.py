@@ -103,10 +103,12 @@ def test_second_call_is_a_cache_hit_without_forward(timm_repo: str, task, tmp_pa
     assert (meta["model_id"], meta["revision"], meta["task_fingerprint"]) == (
         timm_repo, backbone.revision, task.fingerprint)
     assert (meta["n"], meta["d"]) == ("40", "64") and "hf_spider_version" in meta
+    assert first.stats["computed"] == first.stats["total"] > 0 and float(meta["seconds"]) > 0
 
     calls[0] = 0
     second = extract_features(backbone, task, with_source_probs=True, cache_dir=tmp_path, progress=False)
     assert second.from_cache and calls[0] == 0
+    assert second.stats["total"] == 0 and second.stats["computed"] == pytest.approx(first.stats["total"], abs=1e-3)
     assert np.array_equal(second.features, first.features) and np.array_equal(second.source_probs, first.source_probs)
 
     # a freshly loaded backbone (same commit) and a model id string hit the same file

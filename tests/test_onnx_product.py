@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 from huggingface_hub import HfApi
-from test_onnx_backbone import push_onnx_model
+from test_onnx_backbone import exported, onnx_config, push_model, push_onnx_model
 from typer.testing import CliRunner
 
+from hf_spider.bench import run_bench
 from hf_spider.cli import app
 from hf_spider.features import extract_features
 from hf_spider.scores import score
@@ -53,3 +54,26 @@ def test_verify_replays_an_onnx_embedding(published):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["passed"] is True and report["max_abs"] == 0
+
+
+def test_bench_ranks_headless_models_by_features_and_the_others_by_source_probs(published, api: HfApi,
+                                                                               tmp_path: Path):
+    """A zoo mixing models with and without a classifier head: LEEP ranks the two with one (against their ground
+    truth), LogME all three; a selection's forward seconds are what each extraction took."""
+    headless = f"{ORG}/tiny-onnx-headless"
+    config = onnx_config()
+    del config["onnx"]["logits"], config["num_classes"]
+    push_model(api, headless, tmp_path, exported(tmp_path), config)
+    zoo, target = [BASELINE, ONNX_MODEL, headless], str(FIXTURES / "digits-mini")
+    report = run_bench(zoo, [target], methods=["logme", "leep"], progress=False)
+    rows = {r["method"]: r for r in report.rows}
+    keys = ["resnet10-animals", "tiny-onnx", "tiny-onnx-headless"]
+    assert (rows["logme"]["models"], rows["leep"]["models"]) == (3, 2)
+    assert rows["leep"]["forward_passes"] == 2 and sorted(report.predictions["digits-mini"]["leep"]) == keys[:2]
+    gt, pred = report.ground_truth["digits-mini"], report.predictions["digits-mini"]["leep"]
+    assert rows["leep"]["regret_top1"] == pytest.approx(max(gt[k] for k in keys[:2]) - gt[max(pred, key=pred.get)])
+    task = load_task(target, split="train")
+    seconds = [extract_features(m, task, with_source_probs=m != headless, progress=False).stats["computed"]
+               for m in zoo]
+    assert rows["logme"]["forward_s"] == pytest.approx(sum(seconds), abs=0.01) and min(seconds) > 0
+    assert rows["leep"]["forward_s"] == pytest.approx(sum(seconds[:2]), abs=0.01)

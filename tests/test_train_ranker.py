@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import FIXTURES
 
+from hf_spider.errors import InvalidInputError
 from hf_spider.spider.hub import load_ranker
-from hf_spider.spider.recipe import RERANK_TOLERANCE, RankerRecipe, train_ranker
-from hf_spider.spider.training import TrainConfig
+from hf_spider.spider.recipe import RERANK_TOLERANCE, RankerRecipe, _label_candidates, _mean_rank, train_ranker
+from hf_spider.spider.training import SampledTask, TrainConfig
 from hf_spider.tasks import load_task
 
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
@@ -42,6 +44,9 @@ def test_train_ranker_chooses_supervision_and_budget_on_validation_and_saves_a_l
     assert sorted(taus) == list(range(11)) and len(report["loss"]) == 3
     best = max(taus.values())  # the budget: the cheapest k within the tolerance of the best validation τ
     assert report["default_rerank"] == min(k for k, v in taus.items() if v >= best - RERANK_TOLERANCE)
+    ranks = report["mean_rank"]  # positions 0..M-1 in each training task's Copeland order, averaged
+    assert sorted(ranks) == sorted(report["models"]) and all(0 <= r <= len(MODELS) - 1 for r in ranks.values())
+    assert sum(ranks.values()) == pytest.approx(len(MODELS) * (len(MODELS) - 1) / 2, abs=0.01)
 
     ranker = load_ranker(str(out))
     assert ranker.default_rerank == report["default_rerank"] and ranker.models == report["models"]
@@ -67,3 +72,18 @@ def test_train_ranker_refuses_an_unknown_token_source_before_any_work(tmp_path):
     assert run.returncode != 0 and "token_source must be one of ('table', 'embedding'), got 'tabel'" in run.stderr
     assert "Traceback" not in run.stderr and "zoo features" not in run.stderr + run.stdout
     assert not (tmp_path / "ranker").exists()
+
+
+def test_mean_rank_prior_averages_each_models_position_in_the_training_orders():
+    empty = np.zeros(0, dtype=int)
+    tasks = [SampledTask(empty, empty, scores=np.array([[0.3, 0.1, 0.2], [0.9, 0.1, 0.5]])),  # order a, c, b
+             SampledTask(empty, empty, scores=np.array([[0.1, 0.2, 0.3]]))]  # order c, b, a
+    assert _mean_rank(["a", "b", "c"], tasks) == {"a": 1.0, "b": 1.5, "c": 0.5}
+
+
+def test_supervision_candidates_drop_source_prob_scores_when_a_model_has_no_head():
+    probs = np.full((4, 2), 0.5)
+    assert _label_candidates(("logme", "leep", "knn", "nce"), [probs, probs]) == ("logme", "leep", "knn", "nce")
+    assert _label_candidates(("logme", "leep", "knn", "nce"), [probs, None]) == ("logme", "knn")
+    with pytest.raises(InvalidInputError, match="features-only score"):
+        _label_candidates(("leep", "nce"), [None, probs])

@@ -21,12 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import scores
 from ..embedder.zoo import EmbedderSetup, embed_zoo
 from ..errors import InvalidInputError
+from ..rankagg import copeland
 from ..tasks import Task
 from .model import TOKEN_SOURCES, SpiderRanker
 from .training import (
     CANDIDATE_LABEL_SCORES,
+    SampledTask,
     TrainConfig,
     build_pool,
     choose_label_scores,
@@ -72,6 +75,7 @@ class TrainingReport:
     label_quality: dict[str, float] = field(default_factory=dict)  # "logme+knn" -> validation τ of the aggregate
     validation_tau: dict[int, float] = field(default_factory=dict)  # k -> mean τ of the trained ranker
     default_rerank: int = 0
+    mean_rank: dict[str, float] = field(default_factory=dict)  # model -> mean position in the training labels (0 best)
     loss: list[float] = field(default_factory=list)
     recipe: dict[str, Any] = field(default_factory=dict)
 
@@ -108,16 +112,18 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
             embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
     sizes = {"max_classes": recipe.max_classes, "max_per_class": recipe.max_per_class,
              "regression_fraction": recipe.regression_fraction}
+    candidates = _label_candidates(recipe.label_candidates, data.source_probs)
     validation = sample_tasks(data, recipe.validation_tasks, validation=True, seed=recipe.seed + 1, **sizes)
     training = sample_tasks(data, recipe.train_tasks, validation=False, seed=recipe.seed, **sizes)
     with _timed(report, "validation_labels"):
-        label_tasks(data, validation, recipe.label_candidates, progress=progress)
+        label_tasks(data, validation, candidates, progress=progress)
         probe_ground_truth(data, validation, seed=recipe.seed, progress=progress)
-    chosen, quality = choose_label_scores(validation, recipe.label_candidates)
+    chosen, quality = choose_label_scores(validation, candidates)
     report.label_scores = list(chosen)
     report.label_quality = {"+".join(k): round(v, 4) for k, v in sorted(quality.items(), key=lambda kv: -kv[1])}
     with _timed(report, "training_labels"):
         label_tasks(data, training, chosen, progress=progress)
+    report.mean_rank = _mean_rank(names, training)
     torch.manual_seed(recipe.seed)  # the initial weights: from the recipe, not from whatever ran before
     ranker = SpiderRanker(encoder=_recorded_id(recipe.encoder, zoo, names),
                           encoder_dim=data.encoder_features.shape[1], dim=recipe.dim,
@@ -136,6 +142,27 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     ranker.set_default_rerank(report.default_rerank)
     ranker.training_report = report.to_json()
     return ranker, report
+
+
+def _mean_rank(names: Sequence[str], tasks: Sequence[SampledTask]) -> dict[str, float]:
+    """Each model's mean position (0 = best) in the Copeland orders the ranker is trained on: the
+    task-agnostic ordering a ranker must beat to have learned anything about tasks."""
+    positions = np.zeros(len(names))
+    for task in tasks:
+        positions[copeland(task.scores)[1]] += np.arange(len(names))
+    return {name: round(float(p / len(tasks)), 3) for name, p in zip(names, positions, strict=True)}
+
+
+def _label_candidates(names: Sequence[str], source_probs: Sequence[np.ndarray | None]) -> tuple[str, ...]:
+    """The candidate supervision scores that can label every zoo model: scores of source-head probabilities
+    (LEEP, NCE) drop out when a model has no classifier head."""
+    if all(p is not None for p in source_probs):
+        return tuple(names)
+    usable = tuple(n for n in names if "source_probs" not in scores.info(n).needs)
+    if not usable:
+        raise InvalidInputError(f"every supervision candidate ({', '.join(names)}) needs source-head probabilities, "
+                                "which some zoo models lack; add a features-only score such as logme")
+    return usable
 
 
 def _recorded_id(model: str, zoo: Sequence[str], names: Sequence[str]) -> str:

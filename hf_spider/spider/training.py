@@ -107,6 +107,7 @@ def build_pool(zoo: Sequence[str], names: Sequence[str], datasets: Sequence[Task
 
     def features_of(model_id: str, *, source_probs: bool) -> list[Features]:
         backbone = load_backbone(model_id)  # once per model; 32x32 images decode faster than workers start
+        source_probs = source_probs and backbone.num_source_classes is not None
         return [extract_features(backbone, task, with_source_probs=source_probs, num_workers=0, progress=progress)
                 for task in datasets]
 
