@@ -61,53 +61,73 @@ def codes_of(labels):
 # ----------------------------------------------------------------------------- LogME
 
 
-def closed_form_evidence(f, y, alpha, beta):
-    """Bayesian linear regression log evidence / n at (alpha, beta), all matrices explicit."""
+def official_logme(f, y, regression=False):
+    """thuml/LogME ``LogME.fit`` (``_fit_fixed_point``), transcribed: per-target evidences / n."""
+    f = f.astype(np.float64)
     n, d = f.shape
-    a = alpha * np.eye(d) + beta * f.T @ f
-    m = beta * np.linalg.solve(a, f.T @ y)
-    evidence = (
-        n / 2 * np.log(beta)
-        + d / 2 * np.log(alpha)
-        - n / 2 * np.log(2 * np.pi)
-        - beta / 2 * np.sum((f @ m - y) ** 2)
-        - alpha / 2 * m @ m
-        - 0.5 * np.linalg.slogdet(a)[1]
-    )
-    gamma = np.trace(beta * f.T @ f @ np.linalg.inv(a))
-    return evidence / n, m, gamma
+    if n > d:  # truncated_svd: SVD of FᵀF, singular values above 1e-10
+        _, s, vh = np.linalg.svd(f.T @ f)
+        s = np.sqrt(s)
+        k = int(np.sum(s > 1e-10))
+        u, s = (f @ vh.T)[:, :k] / s[:k], s[:k].reshape(-1, 1)
+    else:
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+        s = s.reshape(-1, 1)
+    sigma = s**2
+    targets = y.reshape(n, -1).T if regression else [(y == c).astype(np.float64) for c in range(int(y.max()) + 1)]
+    evidences = []
+    for y_ in targets:
+        y_ = y_.reshape(-1, 1)
+        x = u.T @ y_
+        x2 = x**2
+        res_x2 = (y_**2).sum() - x2.sum()
+        alpha, beta = 1.0, 1.0
+        for _ in range(11):
+            t = alpha / beta
+            gamma = (sigma / (sigma + t)).sum()
+            m2 = (sigma * x2 / ((t + sigma) ** 2)).sum()
+            res2 = (x2 / ((1 + sigma / t) ** 2)).sum() + res_x2
+            alpha = gamma / (m2 + 1e-5)
+            beta = (n - gamma) / (res2 + 1e-5)
+            t_ = alpha / beta
+            if abs(t_ - t) / t <= 1e-3:
+                break
+        evidence = (d / 2.0 * np.log(alpha) + n / 2.0 * np.log(beta) - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                    - beta / 2.0 * res2 - alpha / 2.0 * m2 - n / 2.0 * np.log(2 * np.pi))
+        evidences.append(evidence / n)
+    return np.array(evidences)
 
 
 @pytest.mark.parametrize(
-    "shape", [(120, 6), (30, 50), (200, 70), (80, 120)], ids=["n>d", "n<d", "n>d-lapack", "n<d-lapack"]
+    "shape", [(120, 6), (30, 50), (200, 70), (80, 120), (3000, 256)],
+    ids=["n>d", "n<d", "n>d-lapack", "n<d-lapack", "3000x256"],
 )
-def test_logme_matches_closed_form_evidence_and_fixed_point(shape):
+def test_logme_equals_the_official_fixed_point(shape):
     f, labels, _ = make_task(n=shape[0], d=shape[1])
-    fit = scores.logme_fit(f, labels, tol=1e-12)
-    codes = codes_of(labels)
-    for c in range(3):
-        y = (codes == c).astype(float)
-        evidence, m, gamma = closed_form_evidence(f, y, fit.alpha[c], fit.beta[c])
-        np.testing.assert_allclose(fit.evidence[c], evidence, rtol=RTOL)
-        # MacKay's fixed point: alpha = gamma / mᵀm, beta = (n - gamma) / ‖Fm - y‖²
-        np.testing.assert_allclose(fit.alpha[c], gamma / (m @ m), rtol=1e-8)
-        np.testing.assert_allclose(fit.beta[c], (len(y) - gamma) / np.sum((f @ m - y) ** 2), rtol=1e-8)
-    assert scores.logme(f, labels) == pytest.approx(np.mean(scores.logme_fit(f, labels).evidence), rel=1e-12)
+    fit = scores.logme_fit(f, labels)
+    np.testing.assert_allclose(fit.evidence, official_logme(f, codes_of(labels)), rtol=0, atol=1e-6)
+    assert scores.logme(f, labels) == pytest.approx(np.mean(official_logme(f, codes_of(labels))), abs=1e-6)
 
 
-def test_logme_regression_targets():
+@pytest.mark.parametrize("signal", [1.0, 0.0], ids=["signal", "no-signal"])
+@pytest.mark.parametrize("shape", [(120, 6), (3000, 256), (40, 90)], ids=["n>d", "3000x256", "n<d"])
+def test_logme_regression_equals_the_official_fixed_point(shape, signal):
+    """Real targets, explained by the features or pure noise (where the guards decide the result)."""
+    f, _, _ = make_task(n=shape[0], d=shape[1])
+    rng = np.random.default_rng(1)
+    targets = signal * f @ rng.standard_normal((shape[1], 2)) + 0.3 * rng.standard_normal((shape[0], 2))
+    fit = scores.logme_fit(f, targets, regression=True)
+    np.testing.assert_allclose(fit.evidence, official_logme(f, targets, regression=True), rtol=0, atol=1e-6)
+    one = scores.logme(f, targets[:, 0], regression=True)  # [n] targets
+    assert one == pytest.approx(official_logme(f, targets[:, :1], regression=True)[0], abs=1e-6)
+
+
+def test_logme_ranks_explained_targets_above_noise():
     f, _, _ = make_task()
     rng = np.random.default_rng(1)
-    targets = f @ rng.standard_normal((6, 2)) + 0.3 * rng.standard_normal((120, 2))
-    fit = scores.logme_fit(f, targets, regression=True, tol=1e-12)
-    for j in range(2):
-        expected = closed_form_evidence(f, targets[:, j], fit.alpha[j], fit.beta[j])[0]
-        np.testing.assert_allclose(fit.evidence[j], expected, rtol=RTOL)
-    one = scores.logme(f, targets[:, 0], regression=True)  # [n] targets
-    first = scores.logme_fit(f, targets[:, :1], regression=True).evidence[0]
-    np.testing.assert_allclose(one, first, rtol=1e-12)
-    # a target the features explain has more evidence than noise
-    assert one > scores.logme(f, rng.standard_normal(120), regression=True) + 0.5
+    explained = f @ rng.standard_normal(6) + 0.3 * rng.standard_normal(120)
+    assert scores.logme(f, explained, regression=True) > scores.logme(f, rng.standard_normal(120),
+                                                                         regression=True) + 0.5
 
 
 # ----------------------------------------------------------------------------- source-probability scores

@@ -23,6 +23,7 @@ Without it the script then trains the ranker for this zoo (its pool: the source 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -31,8 +32,11 @@ import numpy as np
 from rich.console import Console
 
 from hf_spider.backbones import load_backbone, model_key
+from hf_spider.bench import BenchReport, GroundTruthStore, plot, render_summary, render_table, run_bench
 from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
+from hf_spider.embedder.zoo import EmbedderSetup
 from hf_spider.features import extract_features
+from hf_spider.spider import RankerRecipe, train_ranker
 from hf_spider.tasks import Task, load_task, sample_per_class
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +47,8 @@ REGRESSION_TRAIN, REGRESSION_TEST = 300, 200  # rows
 POOL_CAP = 8  # images per class of each pool split
 REFERENCE, REFERENCE_CAP = "reference-mix", 100
 BASELINE = "mobilenetv2-imagenet"  # ImageNet MobileNetV2, standing in for timm/resnet18.a1_in1k
+RANKER_TRAIN_TASKS, RANKER_VALIDATION_TASKS = 100, 15  # a third of the micro zoo's: 47 models to label per task
+EMBED_STEPS = 250  # a quarter of the default: 1,280 x 1,280 maps cost about a minute per 1,000 steps here
 
 
 def write_targets(data_root: Path, out: Path) -> list[Path]:
@@ -112,6 +118,44 @@ def main() -> None:
     Console().print(f"features of {len(zoo)} networks: {time.perf_counter() - start:.0f} s")
     if args.features_only:
         return
+    embedder = EmbedderSetup(baseline, str(args.data_root / REFERENCE), max_per_class=REFERENCE_CAP,
+                             steps=EMBED_STEPS)
+    recipe = RankerRecipe(encoder=baseline, embedder=embedder, train_tasks=RANKER_TRAIN_TASKS,
+                          validation_tasks=RANKER_VALIDATION_TASKS)
+    ranker, training = train_ranker(zoo, pool, recipe)
+    ranker.save_pretrained(args.cache / "ranker")
+    (args.cache / "ranker_training.json").write_text(json.dumps(training.to_json(), indent=1))
+    report = run_bench(zoo, [str(t) for t in targets], ground_truth=GroundTruthStore(HERE / "ground_truth.json"),
+                       embedder=embedder, ranker=ranker, rerank=range(1, 6))
+    report.save_json(args.cache / "bench.json")
+    plot(report, args.cache / "bench.png")
+    console = Console(width=200)
+    console.print(render_table(report))
+    console.print(render_summary(report))
+    (args.cache / "results.md").write_text(results_markdown(report))
+    console.print(results_markdown(report), markup=False)
+
+
+def results_markdown(report: BenchReport) -> str:
+    """The README table: per method, τw (SFDA) / top-3 regret per target, both means, seconds per selection."""
+    targets = sorted(report.ground_truth)
+    by_method: dict[str, dict[str, dict]] = {}
+    for row in report.rows:
+        by_method.setdefault(row["method"], {})[row["target"]] = row
+    lines = ["| method | fwd passes | " + " | ".join(targets) + " | mean τw (sfda) | mean τw (spider) | "
+             "mean regret@3 | s / selection |", "| --- | ---: |" + " ---: |" * (len(targets) + 4)]
+    ordered = sorted(by_method.items(), key=lambda kv: -np.mean([r["tau_sfda"] for r in kv[1].values()]))
+    for method, rows in ordered:
+        cells = [f"{rows[t]['tau_sfda']:.2f} / {100 * rows[t]['regret_top3']:.1f}" if t in rows else "–"
+                 for t in targets]
+        passes = sorted({r["forward_passes"] for r in rows.values()})
+        values = list(rows.values())
+        lines.append(f"| {method} | {'–'.join(map(str, passes))} | " + " | ".join(cells)
+                     + f" | {np.mean([r['tau_sfda'] for r in values]):.3f}"
+                     + f" | {np.mean([r['tau_spider'] for r in values]):.3f}"
+                     + f" | {100 * np.mean([r['regret_top3'] for r in values]):.1f}"
+                     + f" | {np.mean([r['wall_s'] for r in values]):.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

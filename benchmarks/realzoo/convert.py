@@ -162,15 +162,20 @@ def onnx_repo(source: Path, out: Path, *, features: str, logits_of_softmax: str 
     want = exposed.run([features, *outputs], feed)
     original = untouched.run(outputs, feed)
     got_features, got_logits = hf_spider_outputs(out, normalised(images, pre["mean"], pre["std"]))
-    from hf_spider.backbones._onnx import _pool
-
     check = {"reference": "onnxruntime on the package's file with the package's preprocessing",
-             "max_abs_diff_features": max_diff(got_features, _pool(want[0], onnx_cfg["layout"])),
+             "max_abs_diff_features": max_diff(got_features, spatial_mean(want[0], onnx_cfg["layout"])),
              "max_abs_diff_original_outputs": max(max_diff(a, b) for a, b in zip(want[1:], original, strict=True))}
     if logits is not None:
         want_logits = exposed.run([logits], feed)[0]
         check["max_abs_diff_logits"] = max_diff(got_logits, want_logits.reshape(len(want_logits), -1))
     return check
+
+
+def spatial_mean(output: np.ndarray, layout: str) -> np.ndarray:
+    """The reference pooling of an exposed output, written out: a feature map ``[B, C, H, W]`` (or NHWC) averaged
+    over H and W, a sequence ``[B, T, C]`` over T, a vector as it is."""
+    axes = {4: (2, 3) if layout == "NCHW" else (1, 2), 3: (1,)}.get(output.ndim, ())
+    return output.mean(axis=axes).reshape(len(output), -1) if axes else output.reshape(len(output), -1)
 
 
 def expose(model: Any, names: list[str], input_size: tuple[int, int, int], layout: str) -> None:

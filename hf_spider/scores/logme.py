@@ -14,8 +14,10 @@ from hf_spider.scores._validation import ClassLabels, check_features, check_labe
 
 __all__ = ["LogMEFit", "logme", "logme_fit"]
 
-_TINY = 1e-300
-_RESIDUAL_FLOOR = 1e-12
+_ITERATIONS = 11  # the official fixed point's cap ("should converge after at most 10 steps")
+_RTOL = 1e-3  # ... and its stopping rule on alpha / beta
+_GUARD = 1e-5  # ... and the constant it adds to both update denominators
+_RANK_TOL = 1e-10  # singular values kept when n > d (the official truncated SVD)
 
 
 class LogMEFit(NamedTuple):
@@ -25,7 +27,7 @@ class LogMEFit(NamedTuple):
         evidence: maximised log evidence divided by n, log p(y | F, alpha, beta) / n.
         alpha: prior precision of the weights at the fixed point.
         beta: noise precision at the fixed point.
-        iterations: fixed-point iterations until every target converged.
+        iterations: fixed-point iterations of the slowest target.
     """
 
     evidence: np.ndarray
@@ -34,53 +36,47 @@ class LogMEFit(NamedTuple):
     iterations: int
 
 
-def _logme_fixed_point(f: torch.Tensor, y: torch.Tensor, fty: torch.Tensor, tol: float, max_iter: int):
-    """Evidence maximisation for all K targets at once after ONE eigendecomposition.
+def _logme_fixed_point(f: torch.Tensor, y: torch.Tensor, fty: torch.Tensor):
+    """The official ``LogME._fit_fixed_point`` (You et al., arXiv 2110.10545) for all K targets at once
+    after ONE eigendecomposition, guards and stopping rule included.
 
-    f [n, d], y [n, K], fty = Fᵀy [d, K] (float64).
-    Returns (evidence / n [K], alpha [K], beta [K], iterations).
+    f [n, d], y [n, K], fty = Fᵀy [d, K] (float64). Returns (evidence / n [K], alpha [K], beta [K], iterations).
     """
     n, d = f.shape
-    if n >= d:  # FᵀF = V diag(sigma) Vᵀ, z = Vᵀ Fᵀ y
+    if n > d:  # FᵀF = V diag(sigma) Vᵀ; x = Uᵀy = Vᵀ Fᵀ y / s, rank-truncated as the official SVD
         sigma, z = eigh_project(gram(f), fty)
-        z2 = z.square()
-    else:  # F Fᵀ = U diag(sigma) Uᵀ, z = sqrt(sigma) Uᵀ y: same nonzero spectrum, n×n work only
-        sigma, uy = eigh_project(gram(f.mT), y)
-        z2 = sigma.clamp_min(0)[:, None] * uy.square()
-    sigma = sigma.clamp_min(0)[:, None]  # [k, 1], k = min(n, d); the other d - k eigenvalues are 0
-    y2 = y.square().sum(0)
+        keep = sigma.clamp_min(0).sqrt() > _RANK_TOL
+        sigma, x2 = sigma[keep], z[keep].square() / sigma[keep, None]
+    else:  # F Fᵀ = U diag(sigma) Uᵀ, x = Uᵀ y: all n singular values, as the official thin SVD
+        sigma, x = eigh_project(gram(f.mT), y)
+        x2 = x.square()
+    sigma = sigma.clamp_min(0)[:, None]  # [k, 1]
+    res_x2 = y.square().sum(0) - x2.sum(0)  # the part of y outside the span of U
 
-    def moments(alpha, beta, z2, y2):  # gamma, |m|², |Fm − y|², m = (t I + FᵀF)⁻¹ Fᵀ y, t = alpha/beta
-        t = alpha / beta
-        den = (sigma + t).clamp_min(_TINY)
-        gamma = (sigma / den).sum(0)
-        m2 = (z2 / den.square()).sum(0).clamp_min(_TINY)
-        # With n <= d the features can interpolate a target (residual -> 0, beta -> inf): bound the
-        # residual at a 1e-12 fraction of the target's energy so the fixed point stays finite.
-        res2 = (y2 - (z2 * (sigma + 2 * t) / den.square()).sum(0)).clamp_min(_RESIDUAL_FLOOR * y2)
+    def moments(t):  # gamma, |m|², |Fm − y|² at t = alpha / beta, m = (t I + FᵀF)⁻¹ Fᵀ y
+        gamma = (sigma / (sigma + t)).sum(0)
+        m2 = (sigma * x2 / (t + sigma).square()).sum(0)
+        res2 = (x2 / (1 + sigma / t).square()).sum(0) + res_x2
         return gamma, m2, res2
 
-    alpha, beta = torch.ones_like(y2), torch.ones_like(y2)
-    active = torch.arange(y2.shape[0], device=y2.device)  # targets still iterating (stragglers are cheap)
+    alpha, beta = torch.ones_like(res_x2), torch.ones_like(res_x2)
+    m2, res2 = torch.zeros_like(res_x2), torch.zeros_like(res_x2)
+    active = torch.ones_like(res_x2, dtype=torch.bool)  # targets still iterating
     iterations = 0
-    # LogME (You et al. 2021), evidence maximisation by MacKay's fixed point, all targets as vectors
-    while active.numel() and iterations < max_iter:
+    while active.any() and iterations < _ITERATIONS:  # MacKay's fixed point, each target as the official loop
         iterations += 1
-        a, b = alpha[active], beta[active]
-        gamma, m2, res2 = moments(a, b, z2[:, active], y2[active])
-        alpha[active], beta[active] = gamma / m2, (n - gamma) / res2
-        # converged: alpha/beta settled, or gamma (well-determined parameters) ~ 0, i.e. the maximum is
-        # at alpha = inf (y unexplained by F); the evidence is then within O(tol) of its limit
-        settled = (alpha[active] / beta[active] - a / b).abs() <= tol * (a / b)
-        active = active[~(settled | (gamma <= tol))]
-    gamma, m2, res2 = moments(alpha, beta, z2, y2)
-    # closed-form log evidence L(alpha, beta) (You et al. 2021);
-    # det(alpha I + beta FᵀF) has d - k factors alpha
+        t = alpha / beta
+        gamma, m2_t, res2_t = moments(t)
+        m2, res2 = torch.where(active, m2_t, m2), torch.where(active, res2_t, res2)
+        alpha = torch.where(active, gamma / (m2_t + _GUARD), alpha)
+        beta = torch.where(active, (n - gamma) / (res2_t + _GUARD), beta)
+        active &= (alpha / beta - t).abs() / t > _RTOL
+    # log evidence at the last (alpha, beta), with |m|² and the residual of the step before, as the official
+    # code (which also leaves out the (d - k) log(alpha) of the zero eigenvalues)
     evidence = (
         d / 2 * torch.log(alpha)
         + n / 2 * torch.log(beta)
         - 0.5 * torch.log(alpha + beta * sigma).sum(0)
-        - 0.5 * (d - sigma.shape[0]) * torch.log(alpha)
         - beta / 2 * res2
         - alpha / 2 * m2
         - n / 2 * math.log(2 * math.pi)
@@ -88,17 +84,13 @@ def _logme_fixed_point(f: torch.Tensor, y: torch.Tensor, fty: torch.Tensor, tol:
     return evidence, alpha, beta, iterations
 
 
-def logme_fit(
-    features: Any, labels: Any, *, regression: bool = False, tol: float = 1e-6, max_iter: int = 1000
-) -> LogMEFit:
+def logme_fit(features: Any, labels: Any, *, regression: bool = False) -> LogMEFit:
     """LogME fixed point per class (one-hot target) or per regression target, exposing alpha and beta.
 
     Args:
         features: [n, d] features.
         labels: [n] integer class ids, or real targets [n] / [n, k] with ``regression=True``.
         regression: treat ``labels`` as real-valued targets.
-        tol: a target stops when alpha/beta changes by <= tol (relative) or gamma <= tol.
-        max_iter: iteration cap.
     """
     f = check_features(features)
     lab = check_labels(
@@ -108,21 +100,20 @@ def logme_fit(
         y, fty = one_hot(lab.codes, lab.num_classes), class_sums(f, lab.codes, lab.num_classes).mT
     else:
         y, fty = lab, f.mT @ lab
-    evidence, alpha, beta, iterations = _logme_fixed_point(f, y, fty, tol, max_iter)
+    evidence, alpha, beta, iterations = _logme_fixed_point(f, y, fty)
     return LogMEFit(evidence.cpu().numpy(), alpha.cpu().numpy(), beta.cpu().numpy(), iterations)
 
 
 @register_score("logme", regression=True)
-def logme(features: Any, labels: Any, *, regression: bool = False, tol: float = 1e-6, max_iter: int = 1000) -> float:
+def logme(features: Any, labels: Any, *, regression: bool = False) -> float:
     """LogME (You et al., ICML 2021 / JMLR 2022): mean over targets of the maximised log evidence / n.
 
     Bayesian linear regression y = F w + noise, w ~ N(0, alpha⁻¹ I), noise ~ N(0, beta⁻¹); alpha and
     beta maximise the evidence by MacKay's fixed point, run for all classes (one-hot columns) or
-    regression targets simultaneously after one eigendecomposition of FᵀF (or F Fᵀ when n < d), in
-    float64. Decision: no 1e-5 added to the update denominators (the public code adds one, and stops
-    after 11 iterations), so the returned alpha, beta satisfy the fixed-point equations; a target stops
-    when alpha/beta changes by <= ``tol`` (relative) or when gamma <= ``tol`` (the optimum is at
-    alpha = inf: the target is not explained by the features; its evidence is the limit, to O(tol)).
+    regression targets simultaneously after one eigendecomposition of FᵀF (or F Fᵀ when n <= d), in
+    float64. It equals thuml's ``LogME.fit`` (the arXiv 2110.10545 fixed point): at most 11 iterations, a
+    target stops when alpha/beta changes by at most 0.1%, 1e-5 added to both update denominators (so a
+    target the features interpolate, or cannot explain, keeps a finite evidence).
 
     Args:
         features: [n, d] features (numpy or torch, any float dtype, CPU or CUDA).
@@ -130,5 +121,5 @@ def logme(features: Any, labels: Any, *, regression: bool = False, tol: float = 
     Returns:
         The score (higher = better transfer).
     """
-    fit = logme_fit(features, labels, regression=regression, tol=tol, max_iter=max_iter)
+    fit = logme_fit(features, labels, regression=regression)
     return float(fit.evidence.mean())

@@ -184,12 +184,15 @@ def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task:
     return tasks
 
 
+_MEMO_VERSION = 2  # bumped when a memoised score changes definition (2: LogME with the official guards)
+
+
 class _Memo:
     """Values memoised on disk by a digest of (features on a task's rows, labels, what was computed),
     so re-training on the same pool (another recipe, a model left out) recomputes nothing."""
 
     def __init__(self) -> None:
-        self.path = cache_root() / "spider" / "memo.json"
+        self.path = cache_root() / "spider" / f"memo-{_MEMO_VERSION}.json"
         try:
             self.values: dict[str, float] = json.loads(self.path.read_text())
         except (OSError, ValueError):
