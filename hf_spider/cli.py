@@ -1,6 +1,7 @@
 """The ``hf_spider`` command line: thin typer commands that parse, call the library, and print.
 
-Errors print one line and exit non-zero; ``--verbose`` shows the traceback.
+Errors a user can act on print their whole message and exit 1 (``--verbose`` adds the traceback); unexpected
+exceptions keep their traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import __version__
 
@@ -26,8 +28,8 @@ hub_app = typer.Typer(help="Run a local, Hub-compatible server (offline tests, d
                       no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 _state = {"verbose": False}
 
 
@@ -454,21 +456,44 @@ def chart(
     console.print(f"Wrote {out}")
 
 
-def main() -> None:
-    """Console-script entry point: run the app, turning exceptions into one clear line."""
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. Errors a user can act on print their whole message (``--verbose``, before
+    or after the subcommand, adds the traceback); anything else is a bug and keeps its traceback, as ``hf``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    flags = [a for a in args if a in ("--verbose", "-v")]  # accepted anywhere, as a global option
     try:
-        app()
+        app(args=flags + [a for a in args if a not in flags], standalone_mode=True)
+    except SystemExit:
+        raise
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
     except Exception as e:
+        message = known_error_message(e)
+        if message is None:
+            raise
         if _state["verbose"]:
             err_console.print_exception()
-        else:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            err_console.print(f"[bold red]Error:[/] {message}  [dim](--verbose for the traceback)[/]",
-                              highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def known_error_message(error: Exception) -> str | None:
+    """What to print for an error the user can act on: a Hub error as ``hf`` words it, hf_spider's own errors,
+    bad values and file-system or network errors with their whole message; ``None`` for anything else."""
+    try:
+        from huggingface_hub.cli._errors import format_known_exception
+    except ImportError:  # a private helper of huggingface_hub's CLI: fall back to the message itself
+        format_known_exception = None
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .errors import HfSpiderError
+
+    if format_known_exception is not None and isinstance(error, HfHubHTTPError):
+        return format_known_exception(error)
+    if isinstance(error, HfSpiderError | HfHubHTTPError | ValueError | OSError):
+        return str(error).strip() or type(error).__name__
+    return None
 
 
 if __name__ == "__main__":

@@ -211,6 +211,9 @@ def load_task(
         if folder.is_dir():
             dataset = _load_split(str(folder), split=split, config=config, revision=None, where=str(folder))
             default_name = f"{folder.name}:{split}"
+        elif text.startswith(("/", "./", "../", "~", ".\\")) or folder.exists():  # a path, not a Hub id
+            raise DatasetError(f"no such folder {text!r}; pass a folder of images or parquet files, or a Hub "
+                               "dataset id (org/name)")
         else:
             repo_id, at_revision = _split_revision(text)
             revision = revision or at_revision

@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from huggingface_hub import HfApi
 
 from hf_spider import __version__
+from hf_spider.cli import main
 
 CLI = [sys.executable, "-m", "hf_spider.cli"]
 
@@ -36,6 +38,31 @@ def test_errors_are_one_line_and_verbose_shows_the_traceback(tmp_path: Path):
     assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in result.stderr
     verbose = run_cli("--verbose", *args)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    after = run_cli(*args, "--verbose")  # a global option, accepted after the subcommand too
+    assert after.returncode == 1 and "Traceback" in after.stderr
+
+
+def test_known_errors_print_their_whole_message_as_written(capsys, monkeypatch):
+    """No rich markup or emoji codes in a message (a path with brackets, a ':train:' split), and a local path
+    that does not exist is named as a missing folder, not parsed as a Hub repo id."""
+    monkeypatch.setattr(sys, "argv", ["hf_spider"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["select", "--dataset", "./missing/[bold]icons:train:"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("Error: no such folder './missing/[bold]icons:train:'; pass a folder of images or parquet files, "
+                   "or a Hub dataset id (org/name)")
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch):
+    from hf_spider import cli
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "app", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["demo"])
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
