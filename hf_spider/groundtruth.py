@@ -54,134 +54,6 @@ def _score(model, x: np.ndarray, y: np.ndarray, regression: bool) -> float:
     return float(r2_score(y, model.predict(x)) if regression else (model.predict(x) == y).mean())
 
 
-# ------------------------------------------------------------------------------------------ logistic probe
-
-LOGISTIC_TOL = 1e-6  # on the largest entry of the gradient (scikit-learn: 1e-4, which stops short of the optimum)
-LOGISTIC_MAX_ITER = 2000
-
-
-class _Basis:
-    """Standardised features rotated onto the eigenvectors of their Gram matrix (an orthogonal change of
-    basis of the weights: the L2 penalty and the optimum are unchanged; directions the rows do not span
-    are dropped, as their weights are 0 at the optimum).
-
-    Attributes:
-        mean, scale: ``[d]`` of ``StandardScaler`` (constant columns: scale 1).
-        v: ``[d, r]`` orthonormal directions, ``r = min(n, d)`` at most.
-        rotated: ``[n, r]`` the standardised rows in that basis; ``curvature``: ``[r]`` its variance per
-            direction (eigenvalue / n).
-    """
-
-    def __init__(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float64)
-        self.mean, self.scale = x.mean(0), x.std(0)
-        self.scale[self.scale < 10 * np.finfo(np.float64).eps] = 1.0
-        z = self.standardise(x)  # [n, d]
-        n, d = z.shape
-        if n >= d:
-            eigen, self.v = torch.linalg.eigh(z.T @ z)  # [d], [d, d]
-            self.rotated = z @ self.v
-        else:  # the n x n Gram matrix: its eigenvectors u give z v = u s with v = z^T u / s
-            eigen, u = torch.linalg.eigh(z @ z.T)
-            keep = eigen > eigen.max() * 1e-6
-            eigen, u = eigen[keep], u[:, keep]
-            self.rotated = u * eigen.sqrt()
-            self.v = (z.T @ u) / eigen.sqrt()
-        self.curvature = eigen.clamp_min(0) / n
-
-    def standardise(self, x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((np.asarray(x, dtype=np.float64) - self.mean) / self.scale).float()
-
-
-@dataclass(frozen=True)
-class _Logistic:
-    """A logistic probe on raw features: ``logits = x @ weight + bias``, ``weight`` ``[d, m]``, ``bias`` ``[m]``;
-    ``m`` = the number of classes, or 1 for two (the logit of ``classes[1]``), as scikit-learn."""
-
-    classes: np.ndarray
-    weight: torch.Tensor
-    bias: torch.Tensor
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        logits = torch.from_numpy(np.asarray(x, dtype=np.float32)) @ self.weight + self.bias
-        index = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
-        return self.classes[index.numpy()]
-
-
-def _fit_logistic(basis: _Basis, y: np.ndarray, c: float, start: _Logistic | None = None, *,
-                  tol: float = LOGISTIC_TOL) -> _Logistic:
-    """The minimiser of scikit-learn's ``LogisticRegression(C=c)`` objective on the standardised features
-    ``z`` ``[n, d]``, divided by ``C n`` (the scaling its ``tol`` is meant for):
-
-        f(W, b) = mean_i CE(z_i W + b, y_i) + ||W||² / (2 C n),    W [d, m], b [m] (not penalised),
-
-    softmax cross-entropy over m classes, or the binomial one for two. Solved by L-BFGS in the basis of
-    :class:`_Basis` with each direction scaled by ``(curvature / 4 + 1 / (C n))^-1/2``, the inverse square
-    root of its Hessian bound, so that a few dozen iterations do what thousands do on raw features; stops
-    when the largest entry of the gradient of ``f`` itself is at most ``tol``. ``start`` (same classes)
-    warm-starts it.
-    """
-    classes, target = np.unique(y, return_inverse=True)
-    target = torch.from_numpy(target)
-    n, r = basis.rotated.shape
-    m = 1 if len(classes) == 2 else len(classes)
-    l2 = 1.0 / (c * n)
-    pre = torch.rsqrt(basis.curvature / 4 + l2)  # [r]
-    z = basis.rotated * pre  # [n, r]: the problem in the scaled basis, weights W_s = W_rot / pre
-    theta = torch.zeros(r + 1, m)  # [W_s; b]
-    if start is not None and np.array_equal(start.classes, classes):
-        theta[:-1] = basis.v.T @ (start.weight * torch.from_numpy(basis.scale).float()[:, None]) / pre[:, None]
-        theta[-1] = start.bias + torch.from_numpy(basis.mean).float() @ start.weight
-    theta.requires_grad_(True)
-    rows, positive = torch.arange(n), target.float()
-
-    def objective() -> torch.Tensor:
-        w, b = theta.detach()[:-1], theta.detach()[-1]
-        logits = torch.addmm(b, z, w)  # [n, m]
-        if m == 1:
-            loss = (torch.nn.functional.softplus(logits[:, 0]) - positive * logits[:, 0]).mean()
-            residual = (torch.sigmoid(logits) - positive[:, None]) / n  # d loss / d logits
-        else:
-            log_probs = torch.log_softmax(logits, 1)
-            loss = -log_probs[rows, target].mean()
-            residual = log_probs.exp_()
-            residual[rows, target] -= 1
-            residual /= n
-        penalty = (pre**2)[:, None] * w  # the penalty's gradient / l2, in the scaled basis
-        theta.grad = torch.cat([z.T @ residual + l2 * penalty, residual.sum(0, keepdim=True)])
-        return loss + 0.5 * l2 * (w * penalty).sum()
-
-    optimiser = torch.optim.LBFGS([theta], lr=1, max_iter=20, history_size=10, line_search_fn="strong_wolfe",
-                                  tolerance_grad=0.0, tolerance_change=0.0)
-    for _ in range(0, LOGISTIC_MAX_ITER, 20):
-        objective()  # the gradient at the iterate (the line search's last evaluation may lie elsewhere)
-        if _converged(theta.grad, pre, basis.v, tol):
-            break
-        optimiser.step(objective)
-    w_rot = theta.detach()[:-1] * pre[:, None]
-    weight = basis.v @ w_rot / torch.from_numpy(basis.scale).float()[:, None]
-    return _Logistic(classes, weight, theta.detach()[-1] - torch.from_numpy(basis.mean).float() @ weight)
-
-
-def _converged(grad: torch.Tensor, pre: torch.Tensor, v: torch.Tensor, tol: float) -> bool:
-    """Whether every entry of f's gradient (W = v W_rot: d f / d W = v (g_s / pre)) is at most ``tol``; the
-    Frobenius norm (basis-independent) rules most iterates out without the ``[d, r] x [r, m]`` product."""
-    g_rot = grad[:-1] / pre[:, None]
-    if float(grad[-1].abs().max()) > tol or float(g_rot.norm()) > tol * math.sqrt(g_rot.numel()):
-        return False
-    return float((v @ g_rot).abs().max()) <= tol
-
-
-def _logistic_scores(x: np.ndarray, y: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray,
-                     cs: Sequence[float]) -> tuple[dict[float, float], dict[float, _Logistic]]:
-    """Accuracy on ``(x_eval, y_eval)`` of the probe fitted on ``(x, y)`` for each ``C``: one basis, the
-    ``C`` values in increasing order, each fit starting from the previous one's solution."""
-    basis, fits, start = _Basis(x), {}, None
-    for c in sorted(cs):
-        start = fits[c] = _fit_logistic(basis, y, c, start)
-    return {c: float((fits[c].predict(x_eval) == y_eval).mean()) for c in cs}, fits
-
-
 def linear_probe(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -212,16 +84,12 @@ def linear_probe(
             train_features, train_labels, test_size=validation_fraction, random_state=seed,
             stratify=None if regression else train_labels,
         )
-        validation = ({g: _score(_probe(regression, g, seed).fit(x_fit, y_fit), x_val, y_val, regression)
-                       for g in grid} if regression else _logistic_scores(x_fit, y_fit, x_val, y_val, grid)[0])
+        validation = {g: _score(_probe(regression, g, seed).fit(x_fit, y_fit), x_val, y_val, regression)
+                      for g in grid}
     best = max(grid, key=lambda g: validation.get(g, 0.0))  # ties: the first value of the grid
-    if regression:
-        score = _score(_probe(regression, best, seed).fit(train_features, train_labels), test_features, test_labels,
-                       regression)
-    else:
-        score = _logistic_scores(train_features, train_labels, test_features, test_labels, (best,))[0][best]
+    final = _probe(regression, best, seed).fit(train_features, train_labels)
     return ProbeResult(
-        score=score,
+        score=_score(final, test_features, test_labels, regression),
         metric="r2" if regression else "accuracy",
         regularisation=best,
         validation_scores=validation,

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from hf_spider.bench import FINE_TUNE, GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, run_bench
 from hf_spider.errors import InvalidInputError
 from hf_spider.features import extract_features
-from hf_spider.groundtruth import _Basis, _fit_logistic, fine_tune, linear_probe
+from hf_spider.groundtruth import fine_tune, linear_probe
 from hf_spider.tasks import load_task, task_from_arrays
 
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
@@ -76,39 +76,6 @@ def test_regression_probe_is_ridge_r2():
     assert result.metric == "r2"
     assert result.score == pytest.approx(r2_score(y[150:], ridge.predict(scaler.transform(x[150:]))))
     assert result.score > 0.95
-
-
-@pytest.mark.parametrize(("classes", "n", "d", "c"), [(4, 300, 20, 0.05), (4, 300, 20, 5.0), (2, 300, 20, 1.0),
-                                                     (5, 40, 60, 1.0)])  # the last: fewer rows than features
-def test_logistic_probe_solves_scikit_learns_objective(classes, n, d, c):
-    """The eigenbasis L-BFGS probe and StandardScaler + LogisticRegression, both run to a tight tolerance, give
-    the same probabilities (softmax over the classes; for two, the binomial of the second class)."""
-    rng = np.random.default_rng(classes + n)
-    y = rng.integers(0, classes, n) + 5  # labels need not start at 0
-    x = rng.normal(size=(classes + 5, d))[y] * 0.7 + rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + 3
-    fit = _fit_logistic(_Basis(x), y, c, tol=1e-7)
-    logits = x @ fit.weight.double().numpy() + fit.bias.double().numpy()
-    probs = (np.c_[1 / (1 + np.exp(logits)), 1 / (1 + np.exp(-logits))] if classes == 2
-             else np.exp(logits - logits.max(1, keepdims=True)))
-    probs /= probs.sum(1, keepdims=True)
-    scaler = StandardScaler().fit(x)
-    sklearn = LogisticRegression(C=c, tol=1e-10, max_iter=100_000).fit(scaler.transform(x), y)
-    assert np.abs(probs - sklearn.predict_proba(scaler.transform(x))).max() < 1e-3
-    np.testing.assert_array_equal(fit.classes, sklearn.classes_)
-    np.testing.assert_array_equal(fit.predict(x), sklearn.predict(scaler.transform(x)))
-
-
-def test_logistic_probe_warm_start_reaches_the_same_solution():
-    rng = np.random.default_rng(5)
-    x, y = _gaussian_task(rng, 300, 1.0)
-    basis = _Basis(x)
-    cold = _fit_logistic(basis, y, 1.0, tol=1e-7)
-    warm = _fit_logistic(basis, y, 1.0, _fit_logistic(_Basis(x[:200] * 2 + 1), y[:200], 0.01), tol=1e-7)
-    np.testing.assert_allclose(warm.weight.numpy(), cold.weight.numpy(), atol=1e-3)
-    # a start that already meets the tolerance is returned as it is: the change of basis is exact both ways
-    same = _fit_logistic(_Basis(x * 3 - 2), y, 1.0, cold, tol=1.0)  # into another standardisation and back
-    np.testing.assert_allclose(same.weight.numpy(), cold.weight.numpy(), atol=1e-5)
-    np.testing.assert_allclose(same.bias.numpy(), cold.bias.numpy(), atol=1e-4)
 
 
 def test_mismatched_rows_are_refused():
