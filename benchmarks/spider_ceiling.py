@@ -36,8 +36,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hf_spider import evaluation, scores
-from hf_spider.backbones import model_key
-from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore
+from hf_spider.backbones import load_backbone, model_key
+from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, model_id, target_id
 from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
 from hf_spider.embedder.zoo import EmbedderSetup, embed_zoo
 from hf_spider.features import extract_features
@@ -107,7 +107,8 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     for target in TARGETS:
         task = load_task(str(args.offline_data / target), split="train")
-        gt = np.array([store.get(target, k, args.protocol) for k in keys])
+        stored = target_id(target, task, load_task(str(args.offline_data / target), split="test"))
+        gt = np.array([store.get(stored, model_id(load_backbone(m, device="cpu")), args.protocol) for m in zoo])
         feats = [extract_features(m, task, with_source_probs=True) for m in zoo]
         labels = labels_of[task.regression]
         result = {}

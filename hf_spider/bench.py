@@ -11,6 +11,7 @@ Few-shot mode scores on K examples per class (``shots``), mean ± 95% CI over ``
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import time
@@ -34,7 +35,7 @@ from .spider.predict import order_to_scores, rank_models
 from .tasks import Task, load_task
 
 __all__ = ["FINE_TUNE", "GROUND_TRUTH_PROTOCOLS", "LINEAR_PROBE", "BenchReport", "EmbedderSetup", "GroundTruthStore",
-           "model_key", "run_bench"]
+           "model_id", "model_key", "run_bench", "target_id"]
 
 EMBEDDER = "embedder"
 SPIDER = "spider"
@@ -55,8 +56,11 @@ GROUND_TRUTH_PROTOCOLS = {  # name -> how its scores are computed (stored with t
 class GroundTruthStore:
     """Versioned JSON of ground-truth scores, per target and protocol (linear probe and fine-tuning side by side)::
 
-        {"version": 2, "protocols": {name: description},
-         "targets": {target: {name: {"metric": "accuracy" | "r2", "models": {model key: value}}}}}
+        {"version": 3, "protocols": {name: description},
+         "targets": {target id: {name: {"metric": "accuracy" | "r2", "models": {model id: value}}}}}
+
+    Ids name what was measured, not only what it is called (:func:`target_id`, :func:`model_id`): data or
+    weights that differ under the same name get entries of their own instead of each other's scores.
 
     Reads what is there; :meth:`put` writes new entries back atomically, so a score computed once is
     not recomputed. A protocol's description (:data:`GROUND_TRUTH_PROTOCOLS`) is stored with its
@@ -64,7 +68,7 @@ class GroundTruthStore:
     the store lives in memory only.
     """
 
-    VERSION = 2
+    VERSION = 3
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else None
@@ -98,6 +102,18 @@ class GroundTruthStore:
         if stored is not None and stored != GROUND_TRUTH_PROTOCOLS[protocol]:
             raise InvalidInputError(f"{self.path}: its {protocol} ground truth was computed by another protocol "
                                     f"({stored!r}); use another ground-truth file")
+
+
+def target_id(name: str, train: Task, test: Task) -> str:
+    """``name@digest`` of the train and test splits' fingerprints: the same name on other data is another target."""
+    digest = hashlib.sha256(f"{train.fingerprint}:{test.fingerprint}".encode()).hexdigest()
+    return f"{name}@{digest[:16]}"
+
+
+def model_id(backbone: Backbone) -> str:
+    """``name@commit`` (Hub) or ``name@sha256:digest`` of the weights (folders, builtins): the same name with other
+    weights is another model."""
+    return f"{model_key(backbone.model_id)}@{backbone.revision or 'sha256:' + backbone.weights_hash()[:16]}"
 
 
 def _check_protocol(protocol: str) -> None:
@@ -382,13 +398,15 @@ def _few_shot_rows(labels: np.ndarray, shots: int, rng: np.random.Generator, reg
 def _ground_truth(target: str, zoo: Sequence[str], backbones: dict[str, Backbone], train: Task, test: Task,
                   train_feats: dict[str, Features], store: GroundTruthStore | None, protocol: str,
                   progress: bool) -> dict[str, float]:
-    """Every zoo model's ground truth on ``target``: stored, or computed and stored model by model
-    (an interrupted fine-tuning run keeps what it finished)."""
+    """Every zoo model's ground truth on ``target``: stored (under the ids of these weights and this data), or
+    computed and stored model by model (an interrupted fine-tuning run keeps what it finished)."""
     store = store if store is not None else GroundTruthStore()
+    stored_target = target_id(target, train, test)
     values = {}
     for model in zoo:
         key = model_key(model)
-        values[key] = store.get(target, key, protocol)
+        stored_model = model_id(backbones[key])
+        values[key] = store.get(stored_target, stored_model, protocol)
         if values[key] is None:
             if protocol == FINE_TUNE:
                 values[key] = fine_tune(model, train, test).score
@@ -396,7 +414,7 @@ def _ground_truth(target: str, zoo: Sequence[str], backbones: dict[str, Backbone
                 test_feats = extract_features(backbones[key], test, progress=progress)
                 values[key] = linear_probe(train_feats[key].features, train.labels, test_feats.features,
                                            test.labels, regression=train.regression).score
-            store.put(target, "r2" if train.regression else "accuracy", {key: values[key]}, protocol)
+            store.put(stored_target, "r2" if train.regression else "accuracy", {stored_model: values[key]}, protocol)
     return values
 
 

@@ -100,8 +100,8 @@ def bench(
     method: Annotated[list[str] | None, typer.Option(help="Scores to run (default: all that fit).")] = None,
     data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets.")] = (
         REPO_ROOT.parent / "shared" / "offline_data"),
-    ground_truth: Annotated[Path, typer.Option(help="Ground-truth JSON read and extended.")] = (
-        REPO_ROOT / "benchmarks" / "zoo" / "ground_truth.json"),
+    ground_truth: Annotated[Path | None, typer.Option(
+        help="Ground-truth JSON read and extended (default: ground_truth.json in --out).")] = None,
     ground_truth_protocol: Annotated[str, typer.Option(
         help="Ground truth to rank against, computed where the JSON lacks it: linear-probe (frozen features) "
              "or fine-tune (trains every model: slow).")] = "linear-probe",
@@ -146,7 +146,8 @@ def bench(
         tasks = sorted(str(p) for p in data_root.glob("*") if p.name.startswith(("tgt-", "reg-")))
     if not tasks:
         raise typer.BadParameter(f"no target tasks given and none found under {data_root}", param_hint="--targets")
-    report = run_bench(models, tasks, methods=method, ground_truth=GroundTruthStore(ground_truth),
+    store = GroundTruthStore(ground_truth or out / "ground_truth.json")  # never the checkout's, unless named
+    report = run_bench(models, tasks, methods=method, ground_truth=store,
                        ground_truth_protocol=ground_truth_protocol, shots=shots,
                        trials=trials, max_per_class=max_per_class, embedder=embedder, ranker=spider, rerank=rerank,
                        progress=not json_output)

@@ -14,6 +14,9 @@ from conftest import FIXTURES
 from huggingface_hub import HfApi
 from scipy import stats
 
+from hf_spider.backbones import load_backbone
+from hf_spider.bench import model_id
+
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
 MODELS = ["resnet10-animals", "resnet10-wesnoth", "resnet18-emoji-google"]
 METHODS = ["logme", "leep", "h_score", "nce"]
@@ -50,10 +53,13 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert "τw sfda" in result.stdout and "digits-bench" in result.stdout
 
     report = json.loads((out / "bench.json").read_text())
-    stored = json.loads(gt_file.read_text())["targets"]["digits-bench"]["linear-probe"]
-    assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(MODELS)
+    (stored,) = json.loads(gt_file.read_text())["targets"].values()
+    stored = stored["linear-probe"]
+    ids = {m: model_id(load_backbone(repo, device="cpu")) for m, repo in zip(MODELS, zoo, strict=True)}
+    assert stored["metric"] == "accuracy" and sorted(stored["models"]) == sorted(ids.values())
     gt = report["ground_truth"]["digits-bench"]
-    assert all(0.0 <= v <= 1.0 for v in gt.values()) and gt == pytest.approx(stored["models"], abs=1e-6)
+    assert all(0.0 <= v <= 1.0 for v in gt.values())
+    assert gt == pytest.approx({m: stored["models"][i] for m, i in ids.items()}, abs=1e-6)
     assert sorted(r["method"] for r in report["rows"]) == sorted([*METHODS, "embedder", "prior:params"])
     recorded = json.loads((ZOO.parent / "zoo.json").read_text())["models"]  # counted when the zoo was trained
     assert report["predictions"]["digits-bench"]["prior:params"] == {m: recorded[m]["params"] for m in MODELS}

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 from conftest import FIXTURES
@@ -16,7 +17,16 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from hf_spider.bench import FINE_TUNE, GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, run_bench
+from hf_spider.backbones import load_backbone, model_key
+from hf_spider.bench import (
+    FINE_TUNE,
+    GROUND_TRUTH_PROTOCOLS,
+    LINEAR_PROBE,
+    GroundTruthStore,
+    model_id,
+    run_bench,
+    target_id,
+)
 from hf_spider.errors import InvalidInputError
 from hf_spider.features import extract_features
 from hf_spider.groundtruth import fine_tune, linear_probe
@@ -173,21 +183,51 @@ def test_bench_computes_fine_tuning_ground_truth_beside_the_linear_probe(tmp_pat
     report = run_bench(zoo, [target], methods=["knn"], ground_truth=GroundTruthStore(gt_file),
                        ground_truth_protocol=FINE_TUNE, progress=False)
     stored = json.loads(gt_file.read_text())
-    assert stored["version"] == 2 and stored["protocols"] == {FINE_TUNE: GROUND_TRUTH_PROTOCOLS[FINE_TUNE]}
-    entry = stored["targets"]["digits-mini"]
-    assert list(entry) == [FINE_TUNE] and entry[FINE_TUNE]["metric"] == "accuracy"
-    assert report.ground_truth["digits-mini"] == pytest.approx(entry[FINE_TUNE]["models"], abs=1e-6)
-    assert report.to_json()["ground_truth_protocol"] == FINE_TUNE
+    assert stored["version"] == 3 and stored["protocols"] == {FINE_TUNE: GROUND_TRUTH_PROTOCOLS[FINE_TUNE]}
     train, test = load_task(target, split="train"), load_task(target, split="test")
+    ids = {model_key(m): model_id(load_backbone(m, device="cpu")) for m in zoo}
+    entry = stored["targets"][target_id("digits-mini", train, test)]
+    assert list(entry) == [FINE_TUNE] and entry[FINE_TUNE]["metric"] == "accuracy"
+    assert report.ground_truth["digits-mini"] == pytest.approx(
+        {key: entry[FINE_TUNE]["models"][i] for key, i in ids.items()}, abs=1e-6)
+    assert report.to_json()["ground_truth_protocol"] == FINE_TUNE
     direct = fine_tune(zoo[0], train, test).score  # what bench stored is the default protocol's score
-    assert entry[FINE_TUNE]["models"]["resnet10-tiny-animals"] == pytest.approx(direct, abs=1e-6)
+    assert entry[FINE_TUNE]["models"][ids["resnet10-tiny-animals"]] == pytest.approx(direct, abs=1e-6)
 
     # the linear probe lands beside it; nothing is recomputed or lost
     run_bench(zoo, [target], methods=["knn"], ground_truth=GroundTruthStore(gt_file), progress=False)
-    after = json.loads(gt_file.read_text())
-    assert after["targets"]["digits-mini"][FINE_TUNE] == entry[FINE_TUNE]
-    assert sorted(after["targets"]["digits-mini"][LINEAR_PROBE]["models"]) == sorted(entry[FINE_TUNE]["models"])
-    assert set(after["protocols"]) == {LINEAR_PROBE, FINE_TUNE}
+    after = json.loads(gt_file.read_text())["targets"][target_id("digits-mini", train, test)]
+    assert after[FINE_TUNE] == entry[FINE_TUNE]
+    assert sorted(after[LINEAR_PROBE]["models"]) == sorted(entry[FINE_TUNE]["models"])
+    assert set(json.loads(gt_file.read_text())["protocols"]) == {LINEAR_PROBE, FINE_TUNE}
+
+
+def test_same_names_on_other_weights_or_data_never_reuse_ground_truth(api, tmp_path):
+    """Issue 16's mix-up: alice/resnet10-glyphs on alice/clipart-objects, then bob's models and data under the
+    same name tails, with one ground-truth file: bob's run computes its own scores and keeps alice's."""
+    gt_file = tmp_path / "gt.json"
+    reports = {}
+    for owner, models, data in (("alice", ["resnet10-animals", "resnet10-wesnoth"], "train[:80]"),
+                                ("bob", ["resnet10-tiny-animals", "convnext-short-wesnoth"], "train[40:]")):
+        zoo = []
+        for name, local in zip(("resnet10-glyphs", "vit-glyphs"), models, strict=True):
+            api.create_repo(f"{owner}/{name}", exist_ok=True)
+            api.upload_folder(folder_path=ZOO / local, repo_id=f"{owner}/{name}")
+            zoo.append(f"{owner}/{name}")
+        folder = tmp_path / owner / "clipart-objects"
+        (folder / "data").mkdir(parents=True)
+        for split, part in (("train", data), ("test", "test")):
+            rows = datasets.load_dataset(str(FIXTURES / "digits-mini"), split=part)
+            rows.to_parquet(str(folder / "data" / f"{split}.parquet"))
+        reports[owner] = run_bench(zoo, [str(folder)], methods=["knn"], ground_truth=GroundTruthStore(gt_file),
+                                   progress=False)
+        train, test = load_task(str(folder), split="train"), load_task(str(folder), split="test")
+        for key, model in zip(("resnet10-glyphs", "vit-glyphs"), zoo, strict=True):
+            direct = linear_probe(extract_features(model, train, progress=False).features, train.labels,
+                                  extract_features(model, test, progress=False).features, test.labels).score
+            assert reports[owner].ground_truth["clipart-objects"][key] == pytest.approx(direct, abs=1e-6)
+    stored = json.loads(gt_file.read_text())["targets"]
+    assert len(stored) == 2 and all(len(t[LINEAR_PROBE]["models"]) == 2 for t in stored.values())
 
 
 def test_store_refuses_other_protocols_and_versions(tmp_path):
@@ -203,5 +243,5 @@ def test_store_refuses_other_protocols_and_versions(tmp_path):
     with pytest.raises(InvalidInputError, match="computed by another protocol"):
         GroundTruthStore(path).get("t", "m", FINE_TUNE)
     path.write_text(json.dumps({"version": 1, "targets": {}}))
-    with pytest.raises(InvalidInputError, match="format version 1 is not 2"):
+    with pytest.raises(InvalidInputError, match="format version 1 is not 3"):
         GroundTruthStore(path)
