@@ -313,7 +313,8 @@ def scan(
 def select(
     dataset: Annotated[str, typer.Option(help="Your task: Hub dataset id, alias (cifar100...) or folder.")],
     split: Annotated[str | None, typer.Option(help="Split to use (default: the alias's, else train).")] = None,
-    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    baseline: Annotated[str | None, typer.Option(
+        help="Baseline the embeddings are over (default: the ranker's, else timm/resnet18.a1_in1k).")] = None,
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
     shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
     method: Annotated[str, typer.Option(help="Ranking method: embedder, spider or spider+embedder.")] = "embedder",
@@ -330,11 +331,11 @@ def select(
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Rank every model that published an embedding for your task (no forward pass of candidates unless --rerank)."""
-    from .ranking import METHODS, select_models
+    from .embedder.pipeline import DEFAULT_BASELINE
+    from .ranking import check_selection, select_models
     from .tasks import load_task
 
-    if method not in METHODS:
-        raise typer.BadParameter(f"unknown method {method!r}; available: {', '.join(METHODS)}", param_hint="--method")
+    check_selection(method=method, rerank=rerank or 0, rerank_score=rerank_score)  # before any work
     if method != "embedder" and ranker is None:
         raise typer.BadParameter(f"--method {method} needs --ranker REPO_OR_FOLDER", param_hint="--ranker")
     spider = None
@@ -342,6 +343,7 @@ def select(
         from .spider.hub import load_ranker
 
         spider = load_ranker(ranker)
+    baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
     rerank = (spider.default_rerank if spider is not None else 0) if rerank is None else rerank
     task = load_task(dataset, split=split, max_per_class=max_per_class, shots=shots)
     result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=rerank,

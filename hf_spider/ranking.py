@@ -12,6 +12,7 @@ Candidates are the models that published an embedding over the baseline (``scan`
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from . import scores
 from .backbones import load_backbone, model_key
 from .embedder import TaskEmbedding, embed_task, rank_rows
 from .embedder.pipeline import DEFAULT_BASELINE
-from .errors import InvalidInputError
+from .errors import InvalidInputError, ModelLoadError
 from .features import extract_features
 from .hub.embeddings import COMPATIBILITY_KEYS
 from .hub.scan import scan
@@ -72,6 +73,17 @@ class Selection:
         }
 
 
+def check_selection(*, method: str, rerank: int, rerank_score: str) -> None:
+    """Refuse a selection's bad arguments before any work, with the closest valid name."""
+    if rerank < 0:
+        raise InvalidInputError("rerank must be >= 0")
+    if method not in METHODS:
+        close = difflib.get_close_matches(method, METHODS, n=1)
+        raise InvalidInputError(f"unknown method {method!r}; {f'did you mean {close[0]!r}? ' if close else ''}"
+                                f"available: {', '.join(METHODS)}")
+    scores.info(rerank_score)
+
+
 def select_models(
     task: Task,
     *,
@@ -98,10 +110,7 @@ def select_models(
     loaded by :func:`~hf_spider.spider.hub.load_ranker`, or a :class:`SpiderRanker`). ``rerank`` is the
     forward-pass budget: ``rerank_score`` re-orders the embedder's top k, the spider re-ranks its own.
     """
-    if rerank < 0:
-        raise InvalidInputError("rerank must be >= 0")
-    if method not in METHODS:
-        raise InvalidInputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    check_selection(method=method, rerank=rerank, rerank_score=rerank_score)
     if method != "embedder":
         if ranker is None:
             raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")
@@ -109,7 +118,12 @@ def select_models(
     start = time.perf_counter()
     found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
     skipped = dict(found.skipped)
-    base = load_backbone(baseline)
+    try:
+        base = load_backbone(baseline)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"the baseline {baseline} (the model the embeddings are over) cannot be loaded: {e}; "
+                             "pass --baseline with a model that has published embeddings (see `hf_spider scan`)"
+                             ) from e
     weights = f"sha256:{base.weights_hash()}"
     groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in found.entries
                      if e.metadata.get("baseline_weights") == weights)

@@ -107,3 +107,30 @@ def test_hub_serve_survives_a_restart(tmp_path: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_select_refuses_unknown_names_before_any_work():
+    """A misspelt score or method is refused with the closest name before the dataset is even looked at."""
+    from typer.testing import CliRunner
+
+    from hf_spider.cli import app
+
+    result = CliRunner().invoke(app, ["select", "--dataset", "./does-not-exist", "--rerank-score", "logmee"])
+    assert result.exit_code == 1
+    assert str(result.exception).startswith("unknown score 'logmee'; did you mean 'logme'? available: ")
+    result = CliRunner().invoke(app, ["select", "--dataset", "./does-not-exist", "--method", "spidr"])
+    assert str(result.exception) == ("unknown method 'spidr'; did you mean 'spider'? "
+                                     "available: embedder, spider, spider+embedder")
+
+
+def test_a_missing_baseline_is_named_as_the_baseline(hub):
+    from typer.testing import CliRunner
+
+    from hf_spider.cli import app
+
+    digits = Path(__file__).parent / "fixtures" / "digits-mini"
+    result = CliRunner().invoke(app, ["select", "--dataset", str(digits), "--baseline", "nobody/missing-baseline"])
+    assert result.exit_code == 1
+    assert str(result.exception).startswith(
+        "the baseline nobody/missing-baseline (the model the embeddings are over) cannot be loaded: "
+        "model 'nobody/missing-baseline' not found on the Hub")

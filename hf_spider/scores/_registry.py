@@ -7,6 +7,7 @@ inputs and refuse impossible calls before any computation.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,9 @@ def info(name: str) -> ScoreInfo:
     try:
         return _SCORES[name]
     except KeyError:
-        raise InvalidInputError(f"unknown score {name!r}; available: {', '.join(available())}") from None
+        close = difflib.get_close_matches(name, available(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InvalidInputError(f"unknown score {name!r}; {hint}available: {', '.join(available())}") from None
 
 
 def get(name: str) -> Callable[..., float]:
