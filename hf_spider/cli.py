@@ -488,12 +488,16 @@ def known_error_message(error: Exception) -> str | None:
         from huggingface_hub.cli._errors import format_known_exception
     except ImportError:  # a private helper of huggingface_hub's CLI: fall back to the message itself
         format_known_exception = None
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     from .errors import HfSpiderError
+    from .hub.retry import transport_errors
 
     if format_known_exception is not None and isinstance(error, HfHubHTTPError):
         return format_known_exception(error)
+    if isinstance(error, transport_errors()):
+        return f"cannot reach the Hub at {constants.ENDPOINT}: {error} (offline? set HF_ENDPOINT to a local Hub)"
     if isinstance(error, HfSpiderError | HfHubHTTPError | ValueError | OSError):
         return str(error).strip() or type(error).__name__
     return None

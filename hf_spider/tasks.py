@@ -362,6 +362,8 @@ def _resolve_dataset_revision(repo_id: str, revision: str | None) -> str:
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+    from .hub.retry import transport_errors
+
     try:
         return HfApi().dataset_info(repo_id, revision=revision).sha
     except RevisionNotFoundError as exc:
@@ -373,7 +375,7 @@ def _resolve_dataset_revision(repo_id: str, revision: str | None) -> str:
             f"{repo_id!r} is neither a local folder nor a dataset on the Hub at {constants.ENDPOINT} "
             f"(or it is gated: log in with `hf auth login`){hint}"
         ) from exc
-    except (HfHubHTTPError, OSError) as exc:
+    except (HfHubHTTPError, OSError, *transport_errors()) as exc:
         raise DatasetError(f"cannot reach the Hub for dataset {repo_id!r}: {exc}") from exc
 
 

@@ -134,3 +134,17 @@ def test_a_missing_baseline_is_named_as_the_baseline(hub):
     assert str(result.exception).startswith(
         "the baseline nobody/missing-baseline (the model the embeddings are over) cannot be loaded: "
         "model 'nobody/missing-baseline' not found on the Hub")
+
+
+def test_an_unreachable_hub_is_one_line_not_a_traceback(capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["select", "--dataset", "nobody/some-data"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: cannot reach the Hub for dataset 'nobody/some-data': ") and "\n" not in err

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from ..errors import HubUnavailableError
 
-__all__ = ["ATTEMPTS", "is_transient", "with_retries"]
+__all__ = ["ATTEMPTS", "is_transient", "transport_errors", "with_retries"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,7 +33,7 @@ MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut short: the retries stay bo
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # huggingface_hub's default retry status codes
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def transport_errors() -> tuple[type[BaseException], ...]:
     """Timeouts, network errors and dropped or cut connections of huggingface_hub's HTTP library."""
     try:
         from huggingface_hub.utils import httpx  # httpx2 under huggingface_hub 2, httpx under 1.30+
@@ -59,7 +59,7 @@ def is_transient(error: BaseException) -> bool:
     """
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    transport = _transport_errors()
+    transport = transport_errors()
     for e in _chain(error):
         if isinstance(e, OfflineModeIsEnabled):
             return False
