@@ -28,6 +28,11 @@ hub_app = typer.Typer(help="Run a local, Hub-compatible server (offline tests, d
                       no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
 
+# option types shared by the commands that read a dataset
+ImageColumn = Annotated[str | None, typer.Option(help="Image column of the dataset (default: detected).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column of the dataset (default: detected).")]
+DatasetConfig = Annotated[str | None, typer.Option("--config", help="Dataset configuration (subset) name.")]
+
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
 _state = {"verbose": False}
@@ -313,6 +318,9 @@ def scan(
 def select(
     dataset: Annotated[str, typer.Option(help="Your task: Hub dataset id, alias (cifar100...) or folder.")],
     split: Annotated[str | None, typer.Option(help="Split to use (default: the alias's, else train).")] = None,
+    image_column: ImageColumn = None,
+    label_column: LabelColumn = None,
+    config: DatasetConfig = None,
     baseline: Annotated[str | None, typer.Option(
         help="Baseline the embeddings are over (default: the ranker's, else timm/resnet18.a1_in1k).")] = None,
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
@@ -345,7 +353,8 @@ def select(
         spider = load_ranker(ranker)
     baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
     rerank = (spider.default_rerank if spider is not None else 0) if rerank is None else rerank
-    task = load_task(dataset, split=split, max_per_class=max_per_class, shots=shots)
+    task = load_task(dataset, split=split, config=config, image_column=image_column, label_column=label_column,
+                     max_per_class=max_per_class, shots=shots)
     result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=rerank,
                            rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
                            progress=not json_output)

@@ -475,7 +475,8 @@ def _find_image_column(features: Mapping[str, Any], requested: str | None, *, wh
     for column, feature in features.items():
         if isinstance(feature, datasets.Image):
             return column
-    raise DatasetError(f"{where}: no image column found (pass image_column=); columns: {columns}")
+    raise DatasetError(f"{where}: no image column found (pass --image-column, or image_column= in Python); "
+                       f"columns: {columns}")
 
 
 def _find_label_column(features: Mapping[str, Any], requested: str | None, *, exclude: str, where: str) -> str:
@@ -495,7 +496,8 @@ def _find_label_column(features: Mapping[str, Any], requested: str | None, *, ex
     for column in REGRESSION_COLUMNS:
         if column in features:
             return column
-    raise DatasetError(f"{where}: no label column found (pass label_column=); columns: {columns}")
+    raise DatasetError(f"{where}: no label column found (pass --label-column, or label_column= in Python); "
+                       f"columns: {columns}")
 
 
 def _read_column(dataset: Any, column: str, *, where: str) -> np.ndarray:

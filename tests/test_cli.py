@@ -148,3 +148,22 @@ def test_an_unreachable_hub_is_one_line_not_a_traceback(capsys, monkeypatch):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: cannot reach the Hub for dataset 'nobody/some-data': ") and "\n" not in err
+
+
+def test_select_reads_datasets_with_other_column_names(hub, tmp_path):
+    """--image-column / --label-column reach the loader: without them the message names the option; with them the
+    task loads and select goes on (here to the missing baseline)."""
+    import datasets
+    from typer.testing import CliRunner
+
+    from hf_spider.cli import app
+
+    digits = datasets.load_dataset(str(Path(__file__).parent / "fixtures" / "digits-mini"), split="train")
+    renamed = digits.rename_columns({"image": "picture", "label": "kind"}).cast_column("kind", datasets.Value("int64"))
+    (tmp_path / "data").mkdir()
+    renamed.to_parquet(str(tmp_path / "data" / "train.parquet"))  # "kind": plain integers, not a ClassLabel
+    args = ["select", "--dataset", str(tmp_path), "--baseline", "nobody/missing-baseline"]
+    result = CliRunner().invoke(app, args)
+    assert "no label column found (pass --label-column, or label_column= in Python)" in str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--image-column", "picture", "--label-column", "kind"])
+    assert str(result.exception).startswith("the baseline nobody/missing-baseline")
