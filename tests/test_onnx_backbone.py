@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import PIL.Image
 import pytest
 import torch
@@ -178,6 +179,17 @@ def test_features_cache_and_weights_hash_follow_the_file(tmp_path: Path):
     a, b = load_backbone(f"local-dir:{first}"), load_backbone(f"local-dir:{second}")
     assert a.revision is None and a.weights_hash() != b.weights_hash()
     assert a.weights_hash() == load_backbone(str(first)).weights_hash()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime has CUDA here")
+def test_asking_for_cuda_without_a_provider_builds_the_cpu_session_once(tmp_path: Path, caplog):
+    export(TinyNet(), tmp_path / "model.onnx")
+    (tmp_path / "config.json").write_text(json.dumps(onnx_config()))
+    backbone = load_backbone(f"local-dir:{tmp_path}", device="cpu")
+    backbone.to("cuda")
+    session = backbone.session
+    assert backbone.device.type == "cpu" and "no CUDA provider" in caplog.text
+    assert backbone.to("cuda").session is session  # not rebuilt on every extraction
 
 
 # ------------------------------------------------------------------------------------------ hostile files

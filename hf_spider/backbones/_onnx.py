@@ -111,6 +111,7 @@ class OnnxBackbone(Backbone):
         self.path, self.spec, self.data_files = path, spec, data_files
         self._num_parameters = num_parameters
         self.session = _session(path, "cpu", where=self.model_id)
+        self._fell_back_from: str | None = None  # a device asked for that has no onnxruntime provider here
         self.input_name, self.fixed_batch = _check_io(self.session, spec, where=self.model_id)
 
     @property
@@ -123,8 +124,11 @@ class OnnxBackbone(Backbone):
         return self._num_parameters
 
     def to(self, device: str | torch.device) -> OnnxBackbone:
-        if torch.device(device).type != self.device.type:
-            self.session = _session(self.path, torch.device(device).type, where=self.model_id)
+        wanted = torch.device(device).type
+        if wanted not in (self.device.type, self._fell_back_from):
+            self.session = _session(self.path, wanted, where=self.model_id)
+            # without a CUDA provider the session stays on CPU: asking again would only rebuild it
+            self._fell_back_from = wanted if self.device.type != wanted else None
         return self
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
