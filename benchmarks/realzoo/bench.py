@@ -15,9 +15,11 @@ the embedder's reference set are capped so that every feature the benchmark need
 
 ``--features-only`` fills the feature cache and stops: model by model, each network loaded once. A killed
 run resumes (the cache holds every finished (network, dataset) pair, and checkpoints inside long ones).
-Without it the script then trains the ranker for this zoo (its pool: the source datasets at 64 px), runs
-``hf_spider.bench.run_bench`` with every method and prior, re-ranking budgets 1 to 5, and writes
-``<cache>/bench/bench.json`` and the ground truth ``benchmarks/realzoo/ground_truth.json``.
+Without it the script then runs ``hf_spider.bench.run_bench`` with the forward-based scores and the priors
+(``<cache>/bench/forward/``), trains a Model Spider ranker for this zoo (its pool: the source datasets at 64 px),
+and runs every method, the embedder and the spider at re-ranking budgets 1 to 5 included
+(``<cache>/bench/all/``); each folder gets ``bench.json``, ``bench.png`` and ``results.md``, and the ground truth
+goes to ``benchmarks/realzoo/ground_truth.json``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def main() -> None:
     Console().print(f"features of {len(zoo)} networks: {time.perf_counter() - start:.0f} s")
     if args.features_only:
         return
+    targets = [str(t) for t in targets]
+    ground_truth = GroundTruthStore(HERE / "ground_truth.json")
+    # first the forward-based scores and the priors (minutes), then the zero-forward methods (model embeddings
+    # and the ranker's training labels: the long part)
+    report(run_bench(zoo, targets, ground_truth=ground_truth), args.cache / "forward")
     embedder = EmbedderSetup(baseline, str(args.data_root / REFERENCE), max_per_class=REFERENCE_CAP,
                              steps=EMBED_STEPS)
     recipe = RankerRecipe(encoder=baseline, embedder=embedder, train_tasks=RANKER_TRAIN_TASKS,
@@ -125,15 +132,20 @@ def main() -> None:
     ranker, training = train_ranker(zoo, pool, recipe)
     ranker.save_pretrained(args.cache / "ranker")
     (args.cache / "ranker_training.json").write_text(json.dumps(training.to_json(), indent=1))
-    report = run_bench(zoo, [str(t) for t in targets], ground_truth=GroundTruthStore(HERE / "ground_truth.json"),
-                       embedder=embedder, ranker=ranker, rerank=range(1, 6))
-    report.save_json(args.cache / "bench.json")
-    plot(report, args.cache / "bench.png")
+    report(run_bench(zoo, targets, ground_truth=ground_truth, embedder=embedder, ranker=ranker, rerank=range(1, 6)),
+           args.cache / "all")
+
+
+def report(bench: BenchReport, out: Path) -> None:
+    """``bench.json``, ``bench.png`` and ``results.md`` in ``out``; the tables on the console."""
+    out.mkdir(parents=True, exist_ok=True)
+    bench.save_json(out / "bench.json")
+    plot(bench, out / "bench.png")
+    (out / "results.md").write_text(results_markdown(bench))
     console = Console(width=200)
-    console.print(render_table(report))
-    console.print(render_summary(report))
-    (args.cache / "results.md").write_text(results_markdown(report))
-    console.print(results_markdown(report), markup=False)
+    console.print(render_table(bench))
+    console.print(render_summary(bench))
+    console.print(results_markdown(bench), markup=False)
 
 
 def results_markdown(report: BenchReport) -> str:
