@@ -352,13 +352,24 @@ def sha256(path: Path) -> str:
 # ------------------------------------------------------------------------------------------- cards
 
 
-def describe(folder: Path) -> dict[str, Any]:
-    """Format, input size, feature width, parameter count and source classes of a built repo."""
+def describe(folder: Path, cache: Path) -> dict[str, Any]:
+    """Format, input size, feature width, parameter count and source classes of a built repo; kept in ``cache``
+    under the digest of its config and weight files, so a second build loads no network."""
     from hf_spider.backbones import load_backbone
 
+    files = sorted(p for p in folder.iterdir()
+                   if p.name == "config.json" or p.suffix in (".safetensors", ".onnx", ".data"))
+    digest = hashlib.sha256("".join(f"{p.name}:{sha256(p)}" for p in files).encode()).hexdigest()
+    cached = cache / f"{folder.name}-{digest[:16]}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
     backbone = load_backbone(f"local-dir:{folder}", device="cpu")
-    return {"format": backbone.library, "input_size": list(backbone.input_size), "feature_dim": backbone.feature_dim,
-            "params": backbone.num_parameters, "num_source_classes": backbone.num_source_classes}
+    described = {"format": backbone.library, "input_size": list(backbone.input_size),
+                 "feature_dim": backbone.feature_dim, "params": backbone.num_parameters,
+                 "num_source_classes": backbone.num_source_classes}
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(described))
+    return described
 
 
 def write_card(folder: Path, entry: dict[str, Any], org: str) -> None:
@@ -465,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
                       flush=True)
     for name, entry in entries.items():
         folder = ctx.cache / "repos" / name
-        entry.update(describe(folder))
+        entry.update(describe(folder, ctx.cache / "described"))
         diffs = {k.removeprefix("max_abs_diff_") or "outputs": v for k, v in entry["check"].items()
                  if k.startswith("max_abs_diff")}
         if diffs:
