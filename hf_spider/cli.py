@@ -474,9 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     flags = [a for a in args if a in ("--verbose", "-v")]  # accepted anywhere, as a global option
     try:
-        app(args=flags + [a for a in args if a not in flags], standalone_mode=True)
-    except SystemExit:
-        raise
+        app(args=flags + [a for a in args if a not in flags])
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
