@@ -488,8 +488,8 @@ def plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
     fig.colorbar(im, ax=ax, fraction=0.046)
     for ax, target in zip(axes[0, 1:], targets, strict=True):
         gt = report.ground_truth[target]
-        models = sorted(gt)
         for method, pred in report.predictions.get(target, {}).items():
+            models = sorted(pred)  # the models the method scored (scores of source probabilities: those with a head)
             p = np.array([pred[m] for m in models])
             span = np.ptp(p) or 1.0
             ax.scatter([gt[m] for m in models], (p - p.min()) / span, s=12, label=method, alpha=0.7)

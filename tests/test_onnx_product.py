@@ -11,7 +11,7 @@ from huggingface_hub import HfApi
 from test_onnx_backbone import exported, onnx_config, push_model, push_onnx_model
 from typer.testing import CliRunner
 
-from hf_spider.bench import run_bench
+from hf_spider.bench import plot, run_bench
 from hf_spider.cli import app
 from hf_spider.features import extract_features
 from hf_spider.scores import score
@@ -77,3 +77,5 @@ def test_bench_ranks_headless_models_by_features_and_the_others_by_source_probs(
                for m in zoo]
     assert rows["logme"]["forward_s"] == pytest.approx(sum(seconds), abs=0.01) and min(seconds) > 0
     assert rows["leep"]["forward_s"] == pytest.approx(sum(seconds[:2]), abs=0.01)
+    plot(report, tmp_path / "bench.png")  # each method's scatter over the models it scored
+    assert (tmp_path / "bench.png").stat().st_size > 0
