@@ -22,7 +22,7 @@ import numpy as np
 
 from . import scores
 from .backbones import load_backbone, model_key
-from .embedder import TaskEmbedding, embed_task, rank_rows
+from .embedder import TaskEmbedding, embed_task_cached, rank_rows
 from .embedder.pipeline import DEFAULT_BASELINE
 from .errors import InvalidInputError, ModelLoadError
 from .features import extract_features
@@ -132,8 +132,8 @@ def select_models(
                                 + (f" ({len(skipped)} repos skipped)" if skipped else ""))
     chosen = groups.most_common(1)[0][0]
     task_features = extract_features(base, task, progress=progress).features
-    task_embedding = embed_task(task_features, task.labels, regression=task.regression, gamma=gamma,
-                                progress=progress)
+    task_embedding = embed_task_cached(task_features, task.labels, regression=task.regression, gamma=gamma,
+                                       progress=progress)
     records = verification_records(baseline)
     entries = []
     for e in found.entries:  # sorted by repo id

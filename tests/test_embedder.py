@@ -15,6 +15,7 @@ import torch.nn.functional as nnf
 from hf_spider.embedder import (
     embed_model,
     embed_task,
+    embed_task_cached,
     fidelity,
     fuzzy_intersection,
     rank_by_embedding,
@@ -315,3 +316,21 @@ def test_embed_zoo_caches_each_embedding_by_its_inputs(monkeypatch):
     other = zoo_module.EmbedderSetup(models[0], str(FIXTURES / "digits-mini"), "train", max_per_class=4, steps=21)
     with pytest.raises(ZeroDivisionError):  # other settings: another cache entry, computed afresh
         zoo_module.embed_zoo(models[:1], other, progress=False)
+
+
+def test_task_embedding_is_cached_per_features_labels_and_settings(planted, task_labels, tmp_path, monkeypatch):
+    from hf_spider.embedder import task_embedding
+
+    monkeypatch.setenv("HF_SPIDER_CACHE", str(tmp_path))
+    calls = []
+    compute = task_embedding.embed_task
+    monkeypatch.setattr(task_embedding, "embed_task", lambda *a, **k: calls.append(k) or compute(*a, **k))
+    first = embed_task_cached(planted[0], task_labels, gamma=3e-3, progress=False)
+    again = embed_task_cached(planted[0], task_labels, gamma=3e-3, progress=False)
+    assert len(calls) == 1 and np.array_equal(again.vector, first.vector)
+    assert (again.gamma, again.accuracy, again.sweep, again.regression) == (
+        first.gamma, first.accuracy, first.sweep, first.regression)
+    assert np.array_equal(first.vector, embed_task(planted[0], task_labels, gamma=3e-3, progress=False).vector)
+    embed_task_cached(planted[0], task_labels, gamma=1e-3, progress=False)  # other settings
+    embed_task_cached(planted[0], (task_labels + 1) % 4, gamma=3e-3, progress=False)  # other labels
+    assert len(calls) == 3

@@ -12,7 +12,13 @@ Everything here runs on cached feature arrays; extraction and Hub publication li
 
 from hf_spider.embedder.model_embedding import AffineMaps, ModelEmbedding, embed_model, fidelity
 from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding, rank_rows
-from hf_spider.embedder.task_embedding import DEFAULT_GAMMA_GRID, TaskEmbedding, choose_gamma, embed_task
+from hf_spider.embedder.task_embedding import (
+    DEFAULT_GAMMA_GRID,
+    TaskEmbedding,
+    choose_gamma,
+    embed_task,
+    embed_task_cached,
+)
 
 __all__ = [
     "DEFAULT_GAMMA_GRID",
@@ -22,6 +28,7 @@ __all__ = [
     "choose_gamma",
     "embed_model",
     "embed_task",
+    "embed_task_cached",
     "fidelity",
     "fuzzy_intersection",
     "rank_by_embedding",

@@ -42,7 +42,9 @@ parameter sets [G, ...] on the same batches; the returned vector is the chosen �
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,7 +65,7 @@ from hf_spider.embedder.model_embedding import (
 )
 from hf_spider.errors import InvalidInputError
 
-__all__ = ["DEFAULT_GAMMA_GRID", "TaskEmbedding", "choose_gamma", "embed_task"]
+__all__ = ["DEFAULT_GAMMA_GRID", "TaskEmbedding", "choose_gamma", "embed_task", "embed_task_cached"]
 
 #: γ candidates of ``gamma="auto"``: 10^-5 … 10^0, four per decade (21 values); γ = 0 is added.
 DEFAULT_GAMMA_GRID: tuple[float, ...] = tuple(float(g) for g in np.logspace(-5, 0, 21))
@@ -341,3 +343,49 @@ def embed_task(
         sweep=sweep,
         regression=bool(regression),
     )
+
+
+_CACHE_FORMAT = "1"
+
+
+def embed_task_cached(baseline_features: Any, labels: Any, *, regression: bool = False,
+                      gamma: float | Literal["auto"] = "auto", seed: int = 0, progress: bool = True) -> TaskEmbedding:
+    """:func:`embed_task` with the default optimisation, cached on disk by the digest of the features, the
+    labels and these settings: selecting again for the same task and baseline recomputes nothing."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file, save_file
+
+    from hf_spider.constants import cache_root
+
+    features = np.ascontiguousarray(np.asarray(baseline_features, dtype=np.float32))
+    targets = np.ascontiguousarray(np.asarray(labels))
+    digest = hashlib.sha256(json.dumps([_CACHE_FORMAT, regression, gamma, seed, features.shape,
+                                        str(targets.dtype), targets.shape]).encode())
+    digest.update(features.tobytes())
+    digest.update(targets.tobytes())
+    path = cache_root() / "task_embeddings" / f"{digest.hexdigest()}.safetensors"
+    try:
+        meta = json.loads(_metadata(path)["task_embedding"])
+        return TaskEmbedding(load_file(path)["vector"], meta["gamma"], meta["accuracy"],
+                             [tuple(row) for row in meta["sweep"]], meta["regression"])
+    except (OSError, KeyError, ValueError, SafetensorError):  # missing or unreadable: compute it
+        pass
+    result = embed_task(features, targets, regression=regression, gamma=gamma, seed=seed, progress=progress)
+    meta = {"gamma": result.gamma, "accuracy": result.accuracy, "sweep": [list(row) for row in result.sweep],
+            "regression": result.regression}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({"vector": np.ascontiguousarray(result.vector, dtype=np.float32)}, tmp,
+              metadata={"task_embedding": json.dumps(meta)})
+    os.replace(tmp, path)
+    return result
+
+
+def _metadata(path: Any) -> dict[str, str]:
+    """The metadata header of a safetensors file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return f.metadata() or {}
