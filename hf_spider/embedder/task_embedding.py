@@ -43,8 +43,8 @@ parameter sets [G, ...] on the same batches; the returned vector is the chosen Î
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,6 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
+from hf_spider.embedder import _cache
 from hf_spider.embedder.model_embedding import (
     _V_INIT_LOGIT,
     _as_matrix,
@@ -352,40 +353,22 @@ def embed_task_cached(baseline_features: Any, labels: Any, *, regression: bool =
                       gamma: float | Literal["auto"] = "auto", seed: int = 0, progress: bool = True) -> TaskEmbedding:
     """:func:`embed_task` with the default optimisation, cached on disk by the digest of the features, the
     labels and these settings: selecting again for the same task and baseline recomputes nothing."""
-    import json
-
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file, save_file
-
-    from hf_spider.constants import cache_root
-
     features = np.ascontiguousarray(np.asarray(baseline_features, dtype=np.float32))
     targets = np.ascontiguousarray(np.asarray(labels))
     digest = hashlib.sha256(json.dumps([_CACHE_FORMAT, regression, gamma, seed, features.shape,
                                         str(targets.dtype), targets.shape]).encode())
     digest.update(features.tobytes())
     digest.update(targets.tobytes())
-    path = cache_root() / "task_embeddings" / f"{digest.hexdigest()}.safetensors"
-    try:
-        meta = json.loads(_metadata(path)["task_embedding"])
-        return TaskEmbedding(load_file(path)["vector"], meta["gamma"], meta["accuracy"],
-                             [tuple(row) for row in meta["sweep"]], meta["regression"])
-    except (OSError, KeyError, ValueError, SafetensorError):  # missing or unreadable: compute it
-        pass
+    path = _cache.cache_file("task_embeddings", digest.hexdigest())
+    if (cached := _cache.read(path)) is not None:
+        try:
+            meta = json.loads(cached[1]["task_embedding"])
+            return TaskEmbedding(cached[0]["vector"], meta["gamma"], meta["accuracy"],
+                                 [tuple(row) for row in meta["sweep"]], meta["regression"])
+        except (KeyError, ValueError):  # another layout: compute it again
+            pass
     result = embed_task(features, targets, regression=regression, gamma=gamma, seed=seed, progress=progress)
     meta = {"gamma": result.gamma, "accuracy": result.accuracy, "sweep": [list(row) for row in result.sweep],
             "regression": result.regression}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({"vector": np.ascontiguousarray(result.vector, dtype=np.float32)}, tmp,
-              metadata={"task_embedding": json.dumps(meta)})
-    os.replace(tmp, path)
+    _cache.write(path, {"vector": result.vector.astype(np.float32)}, {"task_embedding": json.dumps(meta)})
     return result
-
-
-def _metadata(path: Any) -> dict[str, str]:
-    """The metadata header of a safetensors file."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as f:
-        return f.metadata() or {}

@@ -8,16 +8,14 @@ publishing anything.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from safetensors import SafetensorError
 
-from ..constants import cache_root
 from ..features import extract_features
 from ..tasks import load_task
+from . import _cache
 from .model_embedding import embed_model
 
 __all__ = ["EmbedderSetup", "embed_zoo"]
@@ -50,20 +48,13 @@ def embed_zoo(models: Sequence[str], setup: EmbedderSetup, *, seed: int = 0,
 
 
 def _cached_embedding(features: np.ndarray, baseline: np.ndarray, *, steps: int, seed: int) -> np.ndarray:
-    from safetensors.numpy import load_file, save_file
-
     digest = hashlib.sha256(f"{steps}:{seed}:{features.shape}:{baseline.shape}".encode())
     digest.update(np.ascontiguousarray(features).tobytes())
     digest.update(np.ascontiguousarray(baseline).tobytes())
-    path = cache_root() / "model_embeddings" / f"{digest.hexdigest()}.safetensors"
-    try:
-        return load_file(path)["embedding"]
-    except (OSError, KeyError, ValueError, SafetensorError):  # missing or unreadable: recompute
-        pass
+    path = _cache.cache_file("model_embeddings", digest.hexdigest())
+    if (cached := _cache.read(path)) is not None and "embedding" in cached[0]:
+        return cached[0]["embedding"]
     vector = np.ascontiguousarray(embed_model(features, baseline, steps=steps, seed=seed, progress=False).vector,
                                   dtype=np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({"embedding": vector}, tmp)
-    os.replace(tmp, path)
+    _cache.write(path, {"embedding": vector})
     return vector
