@@ -6,6 +6,7 @@ exceptions keep their traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,9 @@ app.add_typer(hub_app, name="hub")
 ImageColumn = Annotated[str | None, typer.Option(help="Image column of the dataset (default: detected).")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column of the dataset (default: detected).")]
 DatasetConfig = Annotated[str | None, typer.Option("--config", help="Dataset configuration (subset) name.")]
+# and by the commands that talk to the Hub
+Token = Annotated[str | None, typer.Option(
+    help="Hub token for private and gated repos (default: HF_TOKEN or `hf auth login`).", show_default=False)]
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -321,64 +325,120 @@ def select(
     image_column: ImageColumn = None,
     label_column: LabelColumn = None,
     config: DatasetConfig = None,
+    models: Annotated[list[str] | None, typer.Option(
+        help="Rank these models (Hub ids or folders; repeat or comma-separate) with a forward pass each, "
+             "whether or not they published an embedding.")] = None,
+    filter: Annotated[str | None, typer.Option(
+        help="Rank the Hub models with this tag (forward-based, like --models).")] = None,
+    limit: Annotated[int | None, typer.Option(help="With --filter: at most N models, most downloaded first.")] = None,
     baseline: Annotated[str | None, typer.Option(
         help="Baseline the embeddings are over (default: the ranker's, else timm/resnet18.a1_in1k).")] = None,
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
     shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
-    method: Annotated[str, typer.Option(help="Ranking method: embedder, spider or spider+embedder.")] = "embedder",
+    method: Annotated[str | None, typer.Option(
+        help="embedder, spider or spider+embedder (published embeddings); forward (any models, the default "
+             "with --models or --filter).")] = None,
     ranker: Annotated[str | None, typer.Option(
         help="Model Spider ranker (Hub repo or folder) for the spider methods.")] = None,
-    rerank: Annotated[int | None, typer.Option(
-        help="Forward passes allowed: re-rank the top K (spider default: the ranker's validated K; else 0).")] = None,
-    rerank_score: Annotated[str, typer.Option(help="Forward-based score for re-ranking.")] = "logme",
+    rerank: Annotated[str | None, typer.Option(
+        help="Forward passes allowed: score the top K, or `all` (forward default: all; spider: the ranker's "
+             "validated K; embedder: 0).")] = None,
+    rerank_score: Annotated[str, typer.Option("--score", "--rerank-score",
+                                              help="Forward-based score (re-)ranking the top K.")] = "logme",
     author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
     top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
     verified_only: Annotated[bool, typer.Option(
         help="Only models whose current commit passed `hf_spider verify` on this machine.")] = False,
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Rank every model that published an embedding for your task (no forward pass of candidates unless --rerank)."""
+    """Rank models for your task: every model that published an embedding (no forward pass of candidates unless
+    --rerank), or any models you name (--models, --filter) by a prior and a forward-based score."""
     from .embedder.pipeline import DEFAULT_BASELINE
-    from .ranking import check_selection, select_models
+    from .ranking import FORWARD, check_selection, rank_candidates, select_models
     from .tasks import load_task
 
-    check_selection(method=method, rerank=rerank or 0, rerank_score=rerank_score)  # before any work
-    if method != "embedder" and ranker is None:
+    if token:
+        os.environ["HF_TOKEN"] = token  # read at call time by huggingface_hub, timm, transformers and datasets
+    candidates = [m.strip() for entry in models or [] for m in entry.split(",") if m.strip()] or None
+    method = method or (FORWARD if candidates or filter else "embedder")
+    budget = _rerank_budget(rerank)
+    check_selection(method=method, rerank=budget or 0, rerank_score=rerank_score)  # before any work
+    if method != FORWARD and (candidates or filter):
+        raise typer.BadParameter(f"--models and --filter rank by a forward pass; --method {method} ranks the "
+                                 "models that published an embedding", param_hint="--method")
+    if method not in (FORWARD, "embedder") and ranker is None:
         raise typer.BadParameter(f"--method {method} needs --ranker REPO_OR_FOLDER", param_hint="--ranker")
     spider = None
-    if ranker is not None and method != "embedder":
+    if ranker is not None and method not in (FORWARD, "embedder"):
         from .spider.hub import load_ranker
 
         spider = load_ranker(ranker)
-    baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
-    rerank = (spider.default_rerank if spider is not None else 0) if rerank is None else rerank
     task = load_task(dataset, split=split, config=config, image_column=image_column, label_column=label_column,
                      max_per_class=max_per_class, shots=shots)
-    result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=rerank,
-                           rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
-                           progress=not json_output)
+    if method == FORWARD:
+        result = rank_candidates(task, candidates, filter=filter, author=author, search=search, limit=limit,
+                                 score=rerank_score, rerank=budget, progress=not json_output)
+    else:
+        baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
+        budget = (spider.default_rerank if spider is not None else 0) if rerank is None else budget
+        result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=budget or 0,
+                               rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
+                               progress=not json_output)
     if json_output:
         console.print_json(data=result.to_json())
         return
+    title = (f"Models for {task.name} ({len(task)} images) by {result.method}: "
+             f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
+    console.print(_forward_table(result, rerank_score, title, top) if method == FORWARD
+                  else _published_table(result, baseline, title, top, reranked=bool(budget)))
+    for c in result.candidates[:top]:
+        for flag in c.flags:
+            console.print(f"[yellow]flagged[/] {c.repo_id}: {flag}", highlight=False)
+    if method == FORWARD:
+        for repo, reason in result.skipped.items():
+            console.print(f"[yellow]skipped[/] {escape(repo)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    elif result.skipped:
+        console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
+
+
+def _rerank_budget(text: str | None) -> int | None:
+    """``--rerank``: a number of candidates, or ``all`` (``None``)."""
+    if text is None or text == "all":
+        return None
+    if not text.isdigit():
+        from .errors import InvalidInputError
+
+        raise InvalidInputError(f"--rerank expects a number of candidates or `all`, got {text!r}")
+    return int(text)
+
+
+def _forward_table(result, score: str, title: str, top: int):
     from rich.table import Table
 
-    table = Table(title=f"Models for {task.name} ({len(task)} images) by {result.method}: "
-                        f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
-    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if rerank else ()),
+    table = Table(title=title)
+    for col in ("rank", "repo", score, "prior rank", "parameters", "downloads"):
+        table.add_column(col, justify="left" if col == "repo" else "right")
+    for i, c in enumerate(result.candidates[:top]):
+        table.add_row(str(i + 1), escape(c.repo_id), "" if c.score is None else f"{c.score:.4f}", str(c.prior_rank),
+                      "?" if c.parameters is None else f"{c.parameters / 1e6:.1f}M", str(c.downloads or 0))
+    return table
+
+
+def _published_table(result, baseline: str, title: str, top: int, *, reranked: bool):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if reranked else ()),
                 "flags"):
         table.add_column(col, justify="left" if col in ("repo", "baseline") else "right")
     for i, c in enumerate(result.candidates[:top]):
         table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", f"{min(c.fidelity):.3f}",
                       baseline, c.published[:10],
-                      *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if rerank else ()),
+                      *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if reranked else ()),
                       ", ".join(f.split(":", 1)[0] for f in c.flags))
-    console.print(table)
-    for c in result.candidates[:top]:
-        for flag in c.flags:
-            console.print(f"[yellow]flagged[/] {c.repo_id}: {flag}", highlight=False)
-    if result.skipped:
-        console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
+    return table
 
 
 @app.command()

@@ -120,7 +120,7 @@ def test_select_refuses_unknown_names_before_any_work():
     assert str(result.exception).startswith("unknown score 'logmee'; did you mean 'logme'? available: ")
     result = CliRunner().invoke(app, ["select", "--dataset", "./does-not-exist", "--method", "spidr"])
     assert str(result.exception) == ("unknown method 'spidr'; did you mean 'spider'? "
-                                     "available: embedder, spider, spider+embedder")
+                                     "available: embedder, spider, spider+embedder, forward")
 
 
 def test_a_missing_baseline_is_named_as_the_baseline(hub):

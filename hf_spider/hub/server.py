@@ -19,9 +19,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import threading
+from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,6 +90,7 @@ class HubServer(ThreadingHTTPServer):
         self.storage = HubStorage(root)
         self.token = token
         self.page_size = page_size
+        self.parameter_counts: dict[str, dict[str, int] | None] = {}  # by file sha256
         super().__init__(("127.0.0.1", port), _Handler)
 
     @property
@@ -323,6 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
+            if parameters := self._parameter_counts(commit):
+                info["safetensors"] = {"parameters": parameters, "total": sum(parameters.values())}
             for key in ("library_name", "pipeline_tag"):
                 if isinstance(repo.card_data.get(key), str):
                     info[key] = repo.card_data[key]
@@ -331,6 +336,20 @@ class _Handler(BaseHTTPRequestHandler):
         if siblings:
             info["siblings"] = [{"rfilename": p, "size": e.size, "blobId": e.oid} for p, e in commit.files.items()]
         return info
+
+    def _parameter_counts(self, commit: Commit) -> dict[str, int]:
+        """Parameters per dtype over the top-level ``*.safetensors`` files, as the Hub reports them
+        (``model_info(...).safetensors``); empty when there are none or one is unreadable."""
+        known = self.server.parameter_counts
+        per_file = []
+        for path, entry in commit.files.items():
+            if path.endswith(".safetensors") and "/" not in path:
+                if entry.sha256 not in known:
+                    known[entry.sha256] = _count_parameters(self.server.storage.blob_path(entry))
+                per_file.append(known[entry.sha256])
+        if any(counts is None for counts in per_file):
+            return {}
+        return dict(sum((Counter(counts) for counts in per_file), Counter()))
 
     def _refs(self, t: str, o: str, n: str) -> None:
         repo = self._repo(t, o, n)
@@ -452,6 +471,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Unauthorized(HubStorageError):
     status = 401
+
+
+def _count_parameters(path: os.PathLike[str]) -> dict[str, int] | None:
+    """Parameters per dtype (``"F32"``...) from a safetensors file's header; None if it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    counts: dict[str, int] = {}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                tensor = f.get_slice(name)
+                counts[tensor.get_dtype()] = counts.get(tensor.get_dtype(), 0) + math.prod(tensor.get_shape())
+    except (SafetensorError, OSError):
+        return None
+    return counts
 
 
 def _folder_oid(commit: Commit, folder: str) -> str:

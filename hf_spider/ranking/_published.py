@@ -1,4 +1,4 @@
-"""The user's side: rank every published model for a task, optionally re-rank the top-k.
+"""Rank every model that published an embedding for a task, optionally re-rank the top-k.
 
 Candidates are the models that published an embedding over the baseline (``scan``). Methods:
 
@@ -16,71 +16,40 @@ import difflib
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import scores
-from .backbones import load_backbone, model_key
-from .embedder import TaskEmbedding, embed_task_cached, rank_rows
-from .embedder.pipeline import DEFAULT_BASELINE
-from .errors import InvalidInputError, ModelLoadError
-from .features import extract_features
-from .hub.embeddings import COMPATIBILITY_KEYS
-from .hub.scan import scan
-from .spider.hub import load_ranker
-from .spider.model import SpiderRanker
-from .spider.predict import rank_models
-from .tasks import Task
-from .verify import embedding_flags, verification_records, verification_status
+from .. import scores
+from ..backbones import load_backbone, model_key
+from ..embedder import embed_task_cached, rank_rows
+from ..embedder.pipeline import DEFAULT_BASELINE
+from ..errors import InvalidInputError, ModelLoadError
+from ..features import extract_features
+from ..hub.embeddings import COMPATIBILITY_KEYS
+from ..hub.scan import scan
+from ..spider.hub import load_ranker
+from ..spider.model import SpiderRanker
+from ..spider.predict import rank_models
+from ..tasks import Task
+from ..verify import embedding_flags, verification_records, verification_status
+from ._result import Candidate, Selection
 
-__all__ = ["METHODS", "Candidate", "Selection", "select_models"]
+__all__ = ["FORWARD", "METHODS", "check_selection", "select_models"]
 
 #: The ranking methods offered to users (CLI, demo, Space), in the order they are shown.
 METHODS = ("embedder", "spider", "spider+embedder")
-
-
-@dataclass
-class Candidate:
-    repo_id: str
-    score: float
-    fidelity: tuple[float, float]
-    published: str = ""  # when the embedding was computed (ISO date)
-    rerank_score: float | None = None
-    flags: list[str] = field(default_factory=list)  # implausible vector, failed verification (hf_spider.verify)
-
-
-@dataclass
-class Selection:
-    """Ranked candidates (best first), what it cost, and the repos left out with their reasons."""
-
-    candidates: list[Candidate]
-    method: str
-    forward_passes: int
-    seconds: float
-    task_embedding: TaskEmbedding | None = None
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {
-            "method": self.method, "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
-            "gamma": None if self.task_embedding is None else self.task_embedding.gamma,
-            "ranking": [{"rank": i + 1, "repo_id": c.repo_id, "score": c.score, "fidelity_to": c.fidelity[0],
-                         "fidelity_from": c.fidelity[1], "published": c.published,
-                         "rerank_score": c.rerank_score, "flags": c.flags}
-                        for i, c in enumerate(self.candidates)],
-            "skipped": self.skipped,
-        }
+#: The forward-based cascade's name (:func:`hf_spider.ranking.rank_candidates`): any models, published or not.
+FORWARD = "forward"
 
 
 def check_selection(*, method: str, rerank: int, rerank_score: str) -> None:
     """Refuse a selection's bad arguments before any work, with the closest valid name."""
     if rerank < 0:
         raise InvalidInputError("rerank must be >= 0")
-    if method not in METHODS:
-        close = difflib.get_close_matches(method, METHODS, n=1)
+    if method not in (*METHODS, FORWARD):
+        close = difflib.get_close_matches(method, (*METHODS, FORWARD), n=1)
         raise InvalidInputError(f"unknown method {method!r}; {f'did you mean {close[0]!r}? ' if close else ''}"
-                                f"available: {', '.join(METHODS)}")
+                                f"available: {', '.join((*METHODS, FORWARD))}")
     scores.info(rerank_score)
 
 
@@ -111,6 +80,8 @@ def select_models(
     forward-pass budget: ``rerank_score`` re-orders the embedder's top k, the spider re-ranks its own.
     """
     check_selection(method=method, rerank=rerank, rerank_score=rerank_score)
+    if method == FORWARD:
+        raise InvalidInputError("the forward-based cascade ranks any models: call rank_candidates")
     if method != "embedder":
         if ranker is None:
             raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")

@@ -1,0 +1,88 @@
+"""The candidates of a forward-based selection, described by the Hub alone (nothing downloaded).
+
+A candidate is any model repo, named by the user (``--models``) or listed by ``list_models`` (``--filter``,
+``--author``, ``--search``, ``--limit``), whether or not it published an embedding. What the Hub says about
+it feeds the task-agnostic prior: its parameter count (the Hub's ``safetensors`` summary, read from the
+files' headers; for an ONNX repo the size of ``model.onnx`` over 4 bytes, an estimate) and its download count.
+A repo the Hub cannot describe (missing, gated without access, unreachable) is returned with its reason,
+never raised: one bad candidate must not stop the others. Local folders are the ranking layer's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..errors import HfSpiderError
+from .retry import with_retries
+
+__all__ = ["HubModel", "describe_models", "failure_reason", "list_candidates"]
+
+TIMEOUT = 10.0  # seconds per API call (huggingface_hub's own default for downloads)
+
+
+@dataclass
+class HubModel:
+    """A candidate as the Hub describes it: the commit it resolves to and the prior's two signals."""
+
+    repo_id: str
+    sha: str | None = None
+    parameters: int | None = None
+    parameters_estimated: bool = False  # from a file size (ONNX), not from safetensors headers
+    downloads: int = 0
+
+
+def list_candidates(*, filter: str | None = None, author: str | None = None, search: str | None = None,
+                    limit: int | None = None, token: str | None = None) -> list[str]:
+    """Repo ids of the Hub models matching a ``list_models`` query, most downloaded first."""
+    from huggingface_hub import HfApi
+
+    return with_retries(lambda: [m.id for m in HfApi(token=token).list_models(
+        filter=filter, author=author, search=search, limit=limit, sort="downloads")], what="listing the models")
+
+
+def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeout: float = TIMEOUT,
+                    max_workers: int = 8) -> tuple[list[HubModel], dict[str, str]]:
+    """Each Hub repo's commit, parameter count and downloads, concurrently: ``(described, skipped)``, with
+    the reason each skipped repo could not be described. Ids may carry a revision (``org/name@rev``)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    described: list[HubModel] = []
+    skipped: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = {r: pool.submit(_describe, r, token=token, timeout=timeout) for r in dict.fromkeys(repo_ids)}
+    for repo_id, future in futures.items():
+        try:
+            described.append(future.result())
+        except (HfHubHTTPError, HfSpiderError) as exc:
+            skipped[repo_id] = failure_reason(exc)
+    return described, skipped
+
+
+def _describe(repo_id: str, *, token: str | None, timeout: float) -> HubModel:
+    from huggingface_hub import HfApi
+
+    name, _, revision = repo_id.partition("@")
+    info = with_retries(lambda: HfApi(token=token).model_info(name, revision=revision or None, files_metadata=True,
+                                                              timeout=timeout), what=f"describing {name}")
+    model = HubModel(repo_id, info.sha, downloads=info.downloads or 0)
+    if info.safetensors is not None:
+        model.parameters = info.safetensors.total
+    else:
+        onnx = sum(s.size or 0 for s in info.siblings or [] if s.rfilename.endswith(".onnx"))
+        model.parameters, model.parameters_estimated = (onnx // 4 or None), True
+    return model
+
+
+def failure_reason(error: Exception) -> str:
+    """One line saying why a repo could not be described or loaded, and what to do."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return "gated: request access on its Hub page, then `hf auth login`"
+    if isinstance(error, RevisionNotFoundError):
+        return "revision not found"
+    if isinstance(error, RepositoryNotFoundError):
+        return "not found on the Hub (or private: `hf auth login`)"
+    return str(error).splitlines()[0]

@@ -1,0 +1,144 @@
+"""Forward-based ranking of any candidates: a budgeted cascade that needs no published embedding.
+
+1. Every candidate is ordered by a task-agnostic prior that costs no forward pass: its parameter count (from
+   the Hub's safetensors summary; for ONNX, the file size) and then its download count. A benchmark critique
+   (Singh, Hess & Vanschoren, ICLR 2026) found such an ordering hard to beat, so every row shows its prior rank.
+2. A forward-based score (LogME by default, any registered score) re-orders the prior's top ``rerank``
+   candidates, or all of them: one forward pass of each over the task.
+
+A candidate that cannot be described, downloaded, loaded or scored is reported in ``skipped`` with the reason;
+the others are ranked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import scores
+from ..backbones import load_backbone, parse_model_id
+from ..errors import HfSpiderError, InvalidInputError
+from ..features import extract_features
+from ..hub.candidates import HubModel, describe_models, failure_reason, list_candidates
+from ..tasks import Task
+from ._result import Candidate, Selection
+
+__all__ = ["SECONDS_PER_PARAMETER_IMAGE", "rank_candidates"]
+
+#: The first guess of a forward pass's cost, before any is measured (2-core CPU; see docs/realzoo.md).
+SECONDS_PER_PARAMETER_IMAGE = 4e-9
+
+
+def rank_candidates(
+    task: Task,
+    models: Sequence[str] | None = None,
+    *,
+    filter: str | None = None,
+    author: str | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    score: str = "logme",
+    rerank: int | None = None,
+    progress: bool = True,
+) -> Selection:
+    """Rank ``models`` (Hub ids, ``local-dir:`` folders), or the Hub models a ``list_models`` query finds,
+    for ``task``: the prior orders them all, ``score`` re-orders the top ``rerank`` (``None``: all of them).
+
+    The scored candidates come first, best first; the rest follow in the prior's order with ``score=None``.
+    Private and gated repos are read with the token huggingface_hub finds (``HF_TOKEN``, ``hf auth login``).
+    """
+    scores.info(score)  # an unknown score is refused before any work, with the closest name
+    if rerank is not None and rerank < 0:
+        raise InvalidInputError("rerank must be >= 0 (or None for every candidate)")
+    start = time.perf_counter()
+    if models is None:
+        if not (filter or author or search):
+            raise InvalidInputError("name the candidates (--models ID ...) or a Hub query (--filter, --author, "
+                                    "--search)")
+        models = list_candidates(filter=filter, author=author, search=search, limit=limit)
+    described, skipped = _describe(models)
+    ordered = prior_order(described)
+    candidates = [Candidate(m.repo_id, None, prior_rank=i + 1, parameters=m.parameters, downloads=m.downloads)
+                  for i, m in enumerate(ordered)]
+    budget = len(ordered) if rerank is None else min(rerank, len(ordered))
+    scored = _score(task, ordered[:budget], candidates[:budget], score, skipped, progress=progress)
+    ranked = sorted(scored, key=lambda c: (-c.score, c.repo_id)) + candidates[budget:]
+    ranked = [c for c in ranked if c.repo_id not in skipped]
+    return Selection(ranked, f"prior+{score}(k={budget})" if budget else "prior", len(scored),
+                     time.perf_counter() - start, skipped=skipped)
+
+
+def prior_order(models: Sequence[HubModel]) -> list[HubModel]:
+    """Largest first (parameters, unknown last), then most downloaded, then by id."""
+    return sorted(models, key=lambda m: (-(m.parameters or -1), -m.downloads, m.repo_id))
+
+
+def _describe(models: Sequence[str]) -> tuple[list[HubModel], dict[str, str]]:
+    """Hub ids through the Hub's model info; folders from their files; timm names as they are."""
+    kinds = {m: parse_model_id(m) for m in models}
+    described, skipped = describe_models([m for m, (kind, _, _) in kinds.items() if kind == "hub"])
+    for model_id, (kind, name, _) in kinds.items():
+        if kind == "local":
+            described.append(_describe_folder(model_id, Path(name).expanduser()))
+        elif kind == "builtin":
+            described.append(HubModel(model_id))
+    return described, skipped
+
+
+def _describe_folder(model_id: str, folder: Path) -> HubModel:
+    """A local candidate's parameter count from its safetensors headers (else its ONNX file size / 4)."""
+    from safetensors import safe_open
+
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        onnx = sum(p.stat().st_size for p in folder.glob("*.onnx"))
+        return HubModel(model_id, parameters=onnx // 4 or None, parameters_estimated=True)
+    total = 0
+    for path in weights:
+        with safe_open(path, framework="numpy") as f:
+            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    return HubModel(model_id, parameters=total)
+
+
+def _score(task: Task, models: Sequence[HubModel], candidates: Sequence[Candidate], score: str,
+           skipped: dict[str, str], *, progress: bool) -> list[Candidate]:
+    """One forward pass and ``score`` per candidate; the failures go to ``skipped``. Prints the estimated time
+    first (parameters × images at :data:`SECONDS_PER_PARAMETER_IMAGE`), then corrects it by what it measures."""
+    from huggingface_hub.errors import HfHubHTTPError
+    from tqdm.auto import tqdm
+
+    needs_probs = "source_probs" in scores.info(score).needs
+    work = [(m.parameters or _median_parameters(models)) * len(task) for m in models]
+    rate, spent, done = SECONDS_PER_PARAMETER_IMAGE, 0.0, 0.0
+    bar = tqdm(total=len(models), desc=f"{score} on each candidate", disable=not progress or not models)
+    if models and progress:
+        bar.write(f"{score}: {len(models)} candidates × {len(task)} images, about "
+                  f"{_duration(rate * sum(work))} (from parameter counts; corrected as it runs)")
+    scored = []
+    for model, candidate, units in zip(models, candidates, work, strict=True):
+        tick = time.perf_counter()
+        try:
+            backbone = load_backbone(model.repo_id, revision=model.sha)
+            f = extract_features(backbone, task, with_source_probs=needs_probs, progress=False)
+            candidate.score = scores.score(score, features=f.features, labels=task.labels,
+                                           source_probs=f.source_probs, regression=task.regression)
+            scored.append(candidate)
+        except (HfSpiderError, HfHubHTTPError, OSError) as exc:
+            skipped[model.repo_id] = failure_reason(exc)
+        spent, done = spent + time.perf_counter() - tick, done + units
+        rate = spent / done
+        bar.set_postfix_str(f"about {_duration(rate * (sum(work) - done))} left")
+        bar.update()
+    bar.close()
+    return scored
+
+
+def _median_parameters(models: Sequence[HubModel]) -> int:
+    known = sorted(m.parameters for m in models if m.parameters)
+    return known[len(known) // 2] if known else 10_000_000
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

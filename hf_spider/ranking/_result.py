@@ -1,0 +1,50 @@
+"""What a selection returns, whichever way it ranked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..embedder import TaskEmbedding
+
+__all__ = ["Candidate", "Selection"]
+
+
+@dataclass
+class Candidate:
+    """One ranked model. Published-embedding methods fill ``fidelity`` and ``published``; the
+    forward-based cascade fills ``parameters`` and ``downloads``, the task-agnostic prior's signals."""
+
+    repo_id: str
+    score: float | None  # the method's own score (forward-based: None for a candidate it did not score)
+    fidelity: tuple[float, float] | None = None
+    published: str = ""  # when the embedding was computed (ISO date)
+    rerank_score: float | None = None
+    flags: list[str] = field(default_factory=list)  # implausible vector, failed verification (hf_spider.verify)
+    prior_rank: int | None = None  # 1 = the largest model (parameters, then downloads)
+    parameters: int | None = None
+    downloads: int | None = None
+
+
+@dataclass
+class Selection:
+    """Ranked candidates (best first), what it cost, and the repos left out with their reasons."""
+
+    candidates: list[Candidate]
+    method: str
+    forward_passes: int
+    seconds: float
+    task_embedding: TaskEmbedding | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.method, "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
+            "gamma": None if self.task_embedding is None else self.task_embedding.gamma,
+            "ranking": [{"rank": i + 1, "repo_id": c.repo_id, "score": c.score,
+                         "fidelity_to": None if c.fidelity is None else c.fidelity[0],
+                         "fidelity_from": None if c.fidelity is None else c.fidelity[1], "published": c.published,
+                         "rerank_score": c.rerank_score, "flags": c.flags, "prior_rank": c.prior_rank,
+                         "parameters": c.parameters, "downloads": c.downloads}
+                        for i, c in enumerate(self.candidates)],
+            "skipped": self.skipped,
+        }

@@ -1,0 +1,98 @@
+"""``select --models``: Hub models that published nothing, ranked by a prior and a forward-based score."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+from huggingface_hub import HfApi
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from hf_spider import scores
+from hf_spider.backbones import load_backbone
+from hf_spider.cli import app
+from hf_spider.features import extract_features
+from hf_spider.ranking import rank_candidates
+from hf_spider.tasks import load_task
+
+ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ORG = "forward-tests"
+MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "convnext-glyphs", "mnv3-glyphs", "vit-papirus"]
+DATASET = str(FIXTURES / "digits-mini")
+
+
+@pytest.fixture(scope="module")
+def zoo(api: HfApi) -> list[str]:
+    """Five micro-zoo models pushed as they are (no embedding), and a repo holding only pickle weights."""
+    for name in MODELS:
+        api.create_repo(f"{ORG}/{name}", exist_ok=True)
+        api.upload_folder(folder_path=ZOO / name, repo_id=f"{ORG}/{name}")
+    api.create_repo(f"{ORG}/pickled", exist_ok=True)
+    api.upload_file(path_or_fileobj=b"not really a pickle", path_in_repo="pytorch_model.bin", repo_id=f"{ORG}/pickled")
+    return [f"{ORG}/{m}" for m in MODELS]
+
+
+def _parameters(name: str) -> int:
+    with safe_open(ZOO / name / "model.safetensors", framework="numpy") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+
+
+def test_select_models_ranks_by_logme_computed_directly_and_skips_bad_candidates(zoo):
+    args = ["select", "--dataset", DATASET, "--split", "test", "--models", ",".join(zoo[:3]),
+            "--models", f"{zoo[3]},{ORG}/pickled", "--models", zoo[4], "--models", f"{ORG}/missing", "--score", "logme"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+
+    task = load_task(DATASET, split="test")
+    direct = {}
+    for repo in zoo:
+        f = extract_features(load_backbone(repo), task, progress=False)
+        direct[repo] = scores.score("logme", features=f.features, labels=task.labels)
+    assert [r["repo_id"] for r in out["ranking"]] == sorted(direct, key=lambda r: -direct[r])
+    assert [r["score"] for r in out["ranking"]] == pytest.approx([direct[r["repo_id"]] for r in out["ranking"]],
+                                                                 abs=1e-6)
+    sizes = {f"{ORG}/{m}": _parameters(m) for m in MODELS}
+    assert {r["repo_id"]: r["parameters"] for r in out["ranking"]} == sizes
+    by_size = sorted(sizes, key=lambda r: -sizes[r])
+    assert {r["repo_id"]: r["prior_rank"] for r in out["ranking"]} == {r: by_size.index(r) + 1 for r in sizes}
+    assert out["forward_passes"] == 5 and out["method"] == "prior+logme(k=6)"  # six tried, one unloadable
+    assert out["skipped"] == {
+        f"{ORG}/missing": "not found on the Hub (or private: `hf auth login`)",
+        f"{ORG}/pickled": f"{ORG}/pickled@{HfApi().model_info(f'{ORG}/pickled').sha[:8]} only has pickle weights "
+                          "(pytorch_model.bin), which can run arbitrary code when loaded; pass allow_pickle=True if "
+                          "you trust this repo"}
+
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "prior rank" in table.output and "parameters" in table.output
+    assert f"skipped {ORG}/missing: not found on the Hub (or private: `hf auth login`)" in table.output
+
+
+def test_the_budget_scores_only_the_priors_top_k(zoo):
+    task = load_task(DATASET, split="test")
+    result = rank_candidates(task, zoo, rerank=2, progress=False)
+    sizes = {f"{ORG}/{m}": _parameters(m) for m in MODELS}
+    by_size = sorted(sizes, key=lambda r: -sizes[r])
+    assert result.forward_passes == 2
+    assert {c.repo_id for c in result.candidates[:2]} == set(by_size[:2])
+    assert [c.repo_id for c in result.candidates[2:]] == by_size[2:]  # unscored, in the prior's order
+    assert all(c.score is None for c in result.candidates[2:])
+    assert result.candidates[0].score >= result.candidates[1].score
+
+    prior_only = rank_candidates(task, zoo, rerank=0, progress=False)
+    assert [c.repo_id for c in prior_only.candidates] == by_size and prior_only.forward_passes == 0
+
+
+def test_candidates_from_a_hub_query_and_refusals_before_work(zoo):
+    task = load_task(DATASET, split="test")
+    listed = rank_candidates(task, author=ORG, rerank=0, progress=False)
+    assert sorted(c.repo_id for c in listed.candidates) == sorted([*zoo, f"{ORG}/pickled"])
+    result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--score", "logmee"])
+    assert "did you mean 'logme'" in str(result.exception)
+    result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--rerank", "three"])
+    assert str(result.exception) == "--rerank expects a number of candidates or `all`, got 'three'"
