@@ -430,11 +430,11 @@ def _published_table(result, baseline: str, title: str, top: int, *, reranked: b
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("rank", "repo", "score", "fidelity", "baseline", "published", *(("re-rank",) if reranked else ()),
-                "flags"):
+    for col in ("rank", "repo", "score", "prior rank", "fidelity", "baseline", "published",
+                *(("re-rank",) if reranked else ()), "flags"):
         table.add_column(col, justify="left" if col in ("repo", "baseline") else "right")
     for i, c in enumerate(result.candidates[:top]):
-        table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", f"{min(c.fidelity):.3f}",
+        table.add_row(str(i + 1), c.repo_id, f"{c.score:.2f}", str(c.prior_rank), f"{min(c.fidelity):.3f}",
                       baseline, c.published[:10],
                       *((f"{c.rerank_score:.4f}" if c.rerank_score is not None else "",) if reranked else ()),
                       ", ".join(f.split(":", 1)[0] for f in c.flags))

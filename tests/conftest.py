@@ -6,6 +6,7 @@ huggingface_hub, transformers and datasets read them once when first imported.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tempfile
@@ -36,6 +37,14 @@ os.environ.update(
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def safetensors_parameters(path: Path) -> int:
+    """How many numbers a safetensors file holds, from its header: a direct count for the prior's tests."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
 
 
 @pytest.fixture(scope="session")

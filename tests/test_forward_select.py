@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, safetensors_parameters
 from huggingface_hub import HfApi
-from safetensors import safe_open
 from typer.testing import CliRunner
 
 from hf_spider import scores
@@ -37,8 +35,7 @@ def zoo(api: HfApi) -> list[str]:
 
 
 def _parameters(name: str) -> int:
-    with safe_open(ZOO / name / "model.safetensors", framework="numpy") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    return safetensors_parameters(ZOO / name / "model.safetensors")
 
 
 def test_select_models_ranks_by_logme_computed_directly_and_skips_bad_candidates(zoo):

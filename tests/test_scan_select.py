@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, safetensors_parameters
 from huggingface_hub import HfApi
 
 from hf_spider import scores
@@ -77,6 +77,11 @@ def test_select_ranks_by_fuzzy_intersection_and_reranks_only_the_top_k(published
     expected = sorted(((float(np.minimum(u, v).sum()), repo) for repo, v in vectors.items()), key=lambda t: -t[0])
     assert [c.repo_id for c in plain.candidates] == [repo for _, repo in expected]
     assert [c.score for c in plain.candidates] == pytest.approx([s for s, _ in expected], rel=1e-5)
+    # the prior column: rank by parameter count, read by the Hub listing from the safetensors headers
+    sizes = {f"{ORG}/{name}": safetensors_parameters(ZOO / name / "model.safetensors") for name in MODELS}
+    by_size = sorted(sizes, key=lambda r: -sizes[r])
+    assert {c.repo_id: (c.prior_rank, c.parameters) for c in plain.candidates} == {
+        r: (by_size.index(r) + 1, sizes[r]) for r in sizes}
 
     reranked = select_models(task, baseline=BASELINE, author=ORG, rerank=2, progress=False)
     assert reranked.forward_passes == 2

@@ -15,7 +15,7 @@ from conftest import FIXTURES
 from hf_spider.errors import InvalidInputError
 from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.recipe import RERANK_TOLERANCE, RankerRecipe, _label_candidates, _mean_rank, train_ranker
-from hf_spider.spider.training import SampledTask, TrainConfig
+from hf_spider.spider.training import SampledTask, TrainConfig, choose_label_scores
 from hf_spider.tasks import load_task
 
 ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
@@ -87,3 +87,16 @@ def test_supervision_candidates_drop_source_prob_scores_when_a_model_has_no_head
     assert _label_candidates(("logme", "leep", "knn", "nce"), [probs, None]) == ("logme", "knn")
     with pytest.raises(InvalidInputError, match="features-only score"):
         _label_candidates(("leep", "nce"), [None, probs])
+
+
+def test_choosing_the_supervision_needs_a_classification_validation_task():
+    """A pool too small for classification validation tasks (all regression) was a silent NaN choice."""
+    rows = np.arange(4)
+    regression = [SampledTask(rows, np.linspace(0, 1, 4), regression=True, scores=np.ones((2, 3)),
+                              ground_truth=np.array([0.1, 0.2, 0.3]))]
+    with pytest.raises(InvalidInputError, match="no classification validation task"):
+        choose_label_scores(regression, ["logme", "knn"])
+    classification = SampledTask(rows, np.array([0, 0, 1, 1]), scores=np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]),
+                                 ground_truth=np.array([0.1, 0.2, 0.3]))
+    best, quality = choose_label_scores([*regression, classification], ["logme", "knn"], sizes=(2,))
+    assert best == ("logme", "knn") and quality[("logme",)] == pytest.approx(1.0) and quality[("knn",)] < 0

@@ -28,8 +28,7 @@ class HubModel:
 
     repo_id: str
     sha: str | None = None
-    parameters: int | None = None
-    parameters_estimated: bool = False  # from a file size (ONNX), not from safetensors headers
+    parameters: int | None = None  # safetensors headers; ONNX: the file size / 4, an estimate
     downloads: int = 0
 
 
@@ -71,7 +70,7 @@ def _describe(repo_id: str, *, token: str | None, timeout: float) -> HubModel:
         model.parameters = info.safetensors.total
     else:
         onnx = sum(s.size or 0 for s in info.siblings or [] if s.rfilename.endswith(".onnx"))
-        model.parameters, model.parameters_estimated = (onnx // 4 or None), True
+        model.parameters = onnx // 4 or None
     return model
 
 

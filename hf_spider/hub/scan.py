@@ -47,11 +47,13 @@ INDEX_VERSION = 2
 
 @dataclass
 class ScanResult:
-    """Valid embeddings found, repos skipped (repo -> reason), and how many files were downloaded."""
+    """Valid embeddings found, repos skipped (repo -> reason), how many files were downloaded, and what the
+    listing says of each repo's size: ``(parameters or None, downloads)``, the task-agnostic prior's signals."""
 
     entries: list[PublishedEmbedding] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     downloaded: int = 0
+    sizes: dict[str, tuple[int | None, int]] = field(default_factory=dict)
 
     @property
     def vectors(self) -> dict[str, np.ndarray]:
@@ -155,7 +157,8 @@ def scan(
     filename = embedding_path(baseline)
     expected = {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
     listed = with_retries(lambda: list(HfApi().list_models(filter=filter, author=author, search=search,
-                                                           expand=["sha", "siblings"])), what="listing the models")
+                                                           expand=["sha", "siblings", "safetensors",
+                                                                   "downloads"])), what="listing the models")
 
     current: dict[str, dict[str, Any]] = {}
     to_fetch: list[tuple[str, str]] = []
@@ -174,7 +177,8 @@ def scan(
             current[repo] = future.result()
     _save_index(folder, current)
 
-    result = ScanResult(downloaded=len(to_fetch))
+    result = ScanResult(downloaded=len(to_fetch), sizes={
+        info.id: (info.safetensors.total if info.safetensors else None, info.downloads or 0) for info in listed})
     for repo, entry in sorted(current.items()):
         if entry["status"] == "ok":
             result.entries.append(PublishedEmbedding(repo, entry["sha"], entry["vector"], entry["metadata"]))

@@ -32,7 +32,7 @@ from ..spider.model import SpiderRanker
 from ..spider.predict import rank_models
 from ..tasks import Task
 from ..verify import embedding_flags, verification_records, verification_status
-from ._result import Candidate, Selection
+from ._result import Candidate, Selection, rank_by_prior
 
 __all__ = ["FORWARD", "METHODS", "check_selection", "select_models"]
 
@@ -120,6 +120,9 @@ def select_models(
     matrix = np.stack([e.vector for e in entries]) if entries else np.zeros((0, task_embedding.vector.size))
     candidates = {e.repo_id: Candidate(e.repo_id, 0.0, e.fidelity, e.metadata["created_at"],
                                        flags=embedding_flags(e, records)) for e in entries}
+    for repo, c in candidates.items():
+        c.parameters, c.downloads = found.sizes.get(repo, (None, 0))
+    rank_by_prior(list(candidates.values()))
     embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
 
     def own_features(repo: str, with_source_probs: bool = False):  # one forward pass of a candidate

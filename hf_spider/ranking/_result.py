@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..embedder import TaskEmbedding
 
-__all__ = ["Candidate", "Selection"]
+__all__ = ["Candidate", "Selection", "rank_by_prior"]
 
 
 @dataclass
@@ -48,3 +48,12 @@ class Selection:
                         for i, c in enumerate(self.candidates)],
             "skipped": self.skipped,
         }
+
+
+def rank_by_prior(candidates: list[Candidate]) -> list[Candidate]:
+    """Set each candidate's ``prior_rank``, the task-agnostic ordering: largest first (parameters, unknown last),
+    then most downloaded, then by id. Returns them in that order."""
+    ordered = sorted(candidates, key=lambda c: (-(c.parameters or -1), -(c.downloads or 0), c.repo_id))
+    for i, c in enumerate(ordered):
+        c.prior_rank = i + 1
+    return ordered

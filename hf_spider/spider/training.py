@@ -269,6 +269,9 @@ def choose_label_scores(validation_tasks: Sequence[SampledTask], names: Sequence
     (singletons too, for reference); ties go to the smaller subset.
     """
     validation_tasks = [t for t in validation_tasks if not t.regression]
+    if not validation_tasks:
+        raise InvalidInputError("no classification validation task to choose the supervision on: the pool's "
+                                "validation part needs classes with 4+ images (raise the images per class)")
     quality = {}
     for size in (1, *sizes):
         for subset in itertools.combinations(range(len(names)), size):
