@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -375,8 +376,10 @@ def select(
         from .spider.hub import load_ranker
 
         spider = load_ranker(ranker)
+    loading = time.perf_counter()
     task = load_task(dataset, split=split, config=config, image_column=image_column, label_column=label_column,
                      max_per_class=max_per_class, shots=shots)
+    loading = time.perf_counter() - loading
     if method == FORWARD:
         result = rank_candidates(task, candidates, filter=filter, author=author, search=search, limit=limit,
                                  score=rerank_score, rerank=budget, progress=not json_output)
@@ -386,6 +389,7 @@ def select(
         result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=budget or 0,
                                rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
                                progress=not json_output)
+    result.timings = {"task load": loading, **result.timings}
     if json_output:
         console.print_json(data=result.to_json())
         return

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
@@ -52,18 +51,24 @@ def weighted_tau(ground_truth: Any, predicted: Any, convention: str = "sfda") ->
         rank = None
     else:
         raise InvalidInputError(f"convention must be 'sfda' or 'spider', got {convention!r}")
+    from scipy import stats  # here, not at import: scipy.stats costs a second at every CLI start
+
     return float(stats.weightedtau(gt, pred, rank=rank).statistic)
 
 
 def pearson(ground_truth: Any, predicted: Any) -> float:
     """Pearson correlation (``scipy.stats.pearsonr``)."""
     gt, pred = _check_pair(ground_truth, predicted)
+    from scipy import stats
+
     return float(stats.pearsonr(gt, pred).statistic)
 
 
 def spearman(ground_truth: Any, predicted: Any) -> float:
     """Spearman rank correlation (``scipy.stats.spearmanr``)."""
     gt, pred = _check_pair(ground_truth, predicted)
+    from scipy import stats
+
     return float(stats.spearmanr(gt, pred).statistic)
 
 

@@ -20,6 +20,7 @@ the cache file is written.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,8 +43,8 @@ from .constants import cache_root, positive_int_env
 from .errors import InvalidInputError
 from .tasks import Task
 
-__all__ = ["Features", "cache_key", "default_cache_dir", "default_checkpoint_rows", "default_num_workers",
-           "extract_features"]
+__all__ = ["Features", "cache_key", "cached_features", "default_cache_dir", "default_checkpoint_rows",
+           "default_num_workers", "extract_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,71 @@ def default_checkpoint_rows() -> int:
     return positive_int_env("HF_SPIDER_CHECKPOINT_ROWS", CHECKPOINT_ROWS)
 
 
-def cache_key(backbone: Backbone, task: Task, *, with_source_probs: bool, precision: str = "fp32") -> str:
+@dataclass(frozen=True)
+class _Signature:
+    """What a Hub model's cache key and cache check need, remembered per commit (``<cache>/models/``), so that
+    :func:`cached_features` finds a result without downloading or loading the model."""
+
+    model_id: str
+    revision: str
+    library: str
+    preprocess_config: str
+    feature_dim: int
+    num_source_classes: int | None
+    weights: str
+
+    def weights_hash(self) -> str:
+        return self.weights
+
+    @classmethod
+    def of(cls, backbone: Backbone) -> _Signature:
+        return cls(backbone.model_id, backbone.revision, backbone.library, backbone.preprocess_config,
+                   backbone.feature_dim, backbone.num_source_classes, backbone.weights_hash())
+
+
+def _signature_path(cache: Path, model_id: str, revision: str) -> Path:
+    return cache / "models" / f"{hashlib.sha256(f'{model_id}@{revision}'.encode()).hexdigest()}.json"
+
+
+def cached_features(model_id: str, task: Task, *, with_source_probs: bool = False,
+                    cache_dir: str | os.PathLike | None = None) -> tuple[Features, str] | None:
+    """``(features, weights hash)`` of a Hub model on ``task`` if an earlier :func:`extract_features` cached them
+    at the model's current commit; ``None`` otherwise. Costs one Hub call (the commit), no download or load."""
+    from .backbones import resolve_revision
+
+    revision = resolve_revision(model_id)
+    if revision is None:  # a folder or a timm name: no commit to remember it by
+        return None
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    try:
+        signature = _Signature(**json.loads(_signature_path(cache, model_id, revision).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    key = cache_key(signature, task, with_source_probs=with_source_probs)  # a CPU (fp32) result
+    path = cache / f"{key}.safetensors"
+    cached = _read_cache(path, key=key, task=task, d=signature.feature_dim, c_source=signature.num_source_classes,
+                         with_source_probs=with_source_probs)
+    if cached is None:
+        return None
+    features, probs, seconds = cached
+    return Features(features, probs, task.labels, model_id, revision, task.fingerprint, from_cache=True,
+                    cache_path=path, stats={"waiting": 0.0, "forward": 0.0, "total": 0.0, "computed": seconds}
+                    ), signature.weights
+
+
+def _remember_signature(cache: Path, backbone: Backbone) -> None:
+    if backbone.revision is None:
+        return
+    path = _signature_path(cache, backbone.model_id, backbone.revision)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(_Signature.of(backbone))))
+        os.replace(tmp, path)
+
+
+def cache_key(backbone: Backbone | _Signature, task: Task, *, with_source_probs: bool,
+              precision: str = "fp32") -> str:
     """sha256 naming the result: model + commit (or weights hash), task, outputs, preprocessing, precision."""
     spec = {
         "format": CACHE_FORMAT,
@@ -166,6 +231,8 @@ def extract_features(
         key = cache_key(backbone, task, with_source_probs=with_source_probs,
                         precision="bf16-autocast" if on_cuda else "fp32")
         path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        if state.is_main_process and not on_cuda:  # cached_features finds CPU results by the commit alone
+            _remember_signature(path, backbone)
         path = path / f"{key}.safetensors"
         cached = _read_cache(path, key=key, task=task, d=d, c_source=backbone.num_source_classes,
                              with_source_probs=with_source_probs)

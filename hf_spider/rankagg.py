@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
@@ -43,6 +42,8 @@ def _check_scores(scores: Any, higher_is_better: bool | Sequence[bool]) -> tuple
 def method_ranks(scores: Any, higher_is_better: bool | Sequence[bool] = True) -> np.ndarray:
     """Rank of each model under each method [K, M]: 1 = best, ties get their average rank."""
     arr, direction = _check_scores(scores, higher_is_better)
+    from scipy.stats import rankdata  # here, not at import: scipy.stats costs a second at every CLI start
+
     return rankdata(np.where(direction[:, None], -arr, arr), method="average", axis=1)
 
 

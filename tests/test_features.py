@@ -97,7 +97,9 @@ def test_second_call_is_a_cache_hit_without_forward(timm_repo: str, task, tmp_pa
     calls = count_forwards(backbone.model)
     first = extract_features(backbone, task, with_source_probs=True, cache_dir=tmp_path, num_workers=0, progress=False)
     assert calls[0] > 0 and first.cache_path.is_file() and not first.from_cache
-    assert [p.name for p in tmp_path.iterdir()] == [first.cache_path.name]  # no temp file left behind
+    # no temp file left behind; the model's signature is remembered by its commit (features.cached_features)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.cache_path.name, "models"])
+    assert [p.suffix for p in (tmp_path / "models").iterdir()] == [".json"]
     with safe_open(str(first.cache_path), framework="np") as f:
         meta = f.metadata()
     assert (meta["model_id"], meta["revision"], meta["task_fingerprint"]) == (
@@ -122,7 +124,7 @@ def test_second_call_is_a_cache_hit_without_forward(timm_repo: str, task, tmp_pa
     assert not extract_features(backbone, task, cache_dir=tmp_path, num_workers=0, progress=False).from_cache
     sub = task.select(range(10))
     assert not extract_features(backbone, sub, cache_dir=tmp_path, num_workers=0, progress=False).from_cache
-    assert calls[0] > 0 and len(list(tmp_path.iterdir())) == 3
+    assert calls[0] > 0 and len(list(tmp_path.glob("*.safetensors"))) == 3
 
 
 def test_corrupt_or_mismatched_cache_is_recomputed(timm_repo: str, task, tmp_path: Path, caplog):

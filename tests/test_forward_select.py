@@ -89,6 +89,9 @@ def test_candidates_from_a_hub_query_and_refusals_before_work(zoo):
     task = load_task(DATASET, split="test")
     listed = rank_candidates(task, author=ORG, rerank=0, progress=False)
     assert sorted(c.repo_id for c in listed.candidates) == sorted([*zoo, f"{ORG}/pickled"])
+    named = rank_candidates(task, [zoo[0], "resnet18"], rerank=0, progress=False)  # a typo, not random weights
+    assert [c.repo_id for c in named.candidates] == [zoo[0]]
+    assert named.skipped == {"resnet18": "not a Hub repo id (org/name) or a folder"}
     result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--score", "logmee"])
     assert "did you mean 'logme'" in str(result.exception)
     result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--rerank", "three"])

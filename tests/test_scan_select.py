@@ -170,3 +170,34 @@ def test_table_token_spider_ranks_only_its_training_zoo(published):
     ranker = _spider_ranker(width, token_source="table", models=[f"zoo/{m}" for m in MODELS[:3]])
     result = select_models(task, method="spider", ranker=ranker, baseline=BASELINE, author=ORG, progress=False)
     assert sorted(c.repo_id for c in result.candidates) == sorted(f"{ORG}/{m}" for m in MODELS[:3])
+
+
+def test_select_again_finds_the_baseline_features_by_commit_without_loading_it(published, monkeypatch):
+    import hf_spider.ranking._published as module
+
+    task = load_task(f"{ORG}/reference", split="test")
+    first = select_models(task, baseline=BASELINE, author=ORG, progress=False)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the baseline was loaded although its features are cached")
+
+    monkeypatch.setattr(module, "load_backbone", no_loading)
+    again = select_models(task, baseline=BASELINE, author=ORG, progress=False)
+    assert [(c.repo_id, c.score) for c in again.candidates] == [(c.repo_id, c.score) for c in first.candidates]
+    assert np.array_equal(again.task_embedding.vector, first.task_embedding.vector)
+
+
+def test_cached_features_are_found_by_the_current_commit_only(api, repo_id):
+    from hf_spider.features import cached_features
+
+    api.create_repo(repo_id)
+    api.upload_folder(folder_path=ZOO / "resnet10-wesnoth", repo_id=repo_id)
+    task = load_task(str(FIXTURES / "digits-mini"), split="test")
+    assert cached_features(repo_id, task) is None  # never extracted
+    backbone = load_backbone(repo_id)
+    extracted = extract_features(backbone, task, progress=False)
+    found, weights = cached_features(repo_id, task)
+    assert np.array_equal(found.features, extracted.features) and weights == backbone.weights_hash()
+    assert found.revision == backbone.revision and found.from_cache
+    api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id=repo_id)  # a new commit
+    assert cached_features(repo_id, task) is None

@@ -17,7 +17,7 @@ ONNX files are size-bounded and checked before onnxruntime opens them.
 
 from . import _onnx, _timm, _transformers  # noqa: F401  (each registers its adapter)
 from ._base import Backbone, TorchBackbone
-from ._factory import check_weight_files, load_backbone, model_key, parse_model_id
+from ._factory import check_weight_files, load_backbone, model_key, parse_model_id, resolve_revision
 from ._onnx import OnnxBackbone
 from ._registry import list_libraries, register_library
 from ._timm import TimmBackbone
@@ -25,4 +25,4 @@ from ._transformers import TransformersBackbone
 
 __all__ = ["Backbone", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
            "check_weight_files", "list_libraries", "load_backbone", "model_key", "parse_model_id",
-           "register_library"]
+           "register_library", "resolve_revision"]

@@ -16,7 +16,7 @@ from ._registry import detect_library, get_adapter
 from ._source import ModelSource, folder_source, hub_source
 from ._timm import load_timm_builtin
 
-__all__ = ["check_weight_files", "load_backbone", "model_key", "parse_model_id"]
+__all__ = ["check_weight_files", "load_backbone", "model_key", "parse_model_id", "resolve_revision"]
 
 SAFE_SUFFIXES = (".safetensors", ".onnx")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt", ".pkl", ".pickle")
@@ -70,6 +70,13 @@ def _load(source: ModelSource, *, library: str, trust_remote_code: bool, allow_p
     config = source.read_config()
     adapter = detect_library(config, where=source.where) if library == "auto" else get_adapter(library)
     return adapter.load(source, config, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def resolve_revision(model_id: str) -> str | None:
+    """The commit sha a Hub model id (``@revision`` included) resolves to now; ``None`` for a folder or a timm
+    name. One Hub call, nothing downloaded."""
+    kind, name, revision = parse_model_id(model_id)
+    return hub_source(name, revision).revision if kind == "hub" else None
 
 
 def model_key(model_id: str) -> str:

@@ -23,7 +23,7 @@ from ..errors import HfSpiderError, InvalidInputError
 from ..features import extract_features
 from ..hub.candidates import HubModel, describe_models, failure_reason, list_candidates
 from ..tasks import Task
-from ._result import Candidate, Selection, rank_by_prior
+from ._result import Candidate, Selection, rank_by_prior, timed
 
 __all__ = ["SECONDS_PER_PARAMETER_IMAGE", "rank_candidates"]
 
@@ -53,33 +53,34 @@ def rank_candidates(
     scores.info(score)  # an unknown score is refused before any work, with the closest name
     if rerank is not None and rerank < 0:
         raise InvalidInputError("rerank must be >= 0 (or None for every candidate)")
-    start = time.perf_counter()
-    if models is None:
-        if not (filter or author or search):
-            raise InvalidInputError("name the candidates (--models ID ...) or a Hub query (--filter, --author, "
-                                    "--search)")
-        models = list_candidates(filter=filter, author=author, search=search, limit=limit)
-    described, skipped = _describe(models)
+    if models is None and not (filter or author or search):
+        raise InvalidInputError("name the candidates (--models ID ...) or a Hub query (--filter, --author, --search)")
+    start, timings = time.perf_counter(), {}
+    with timed(timings, "describe"):
+        if models is None:
+            models = list_candidates(filter=filter, author=author, search=search, limit=limit)
+        described, skipped = _describe(models)
     candidates = rank_by_prior([Candidate(m.repo_id, None, parameters=m.parameters, downloads=m.downloads)
                                 for m in described])
     budget = len(candidates) if rerank is None else min(rerank, len(candidates))
     revisions = {m.repo_id: m.sha for m in described}
-    scored = _score(task, candidates[:budget], revisions, score, skipped, progress=progress)
+    with timed(timings, "forward"):
+        scored = _score(task, candidates[:budget], revisions, score, skipped, progress=progress)
     ranked = sorted(scored, key=lambda c: (-c.score, c.repo_id)) + candidates[budget:]
     ranked = [c for c in ranked if c.repo_id not in skipped]
     return Selection(ranked, f"prior+{score}(k={budget})" if budget else "prior", len(scored),
-                     time.perf_counter() - start, skipped=skipped)
+                     time.perf_counter() - start, skipped=skipped, timings=timings)
 
 
 def _describe(models: Sequence[str]) -> tuple[list[HubModel], dict[str, str]]:
-    """Hub ids through the Hub's model info; folders from their files; timm names as they are."""
+    """Hub ids through the Hub's model info, folders from their files; anything else is skipped."""
     kinds = {m: parse_model_id(m) for m in models}
     described, skipped = describe_models([m for m, (kind, _, _) in kinds.items() if kind == "hub"])
     for model_id, (kind, name, _) in kinds.items():
         if kind == "local":
             described.append(_describe_folder(model_id, Path(name).expanduser()))
         elif kind == "builtin":
-            described.append(HubModel(model_id))
+            skipped[model_id] = "not a Hub repo id (org/name) or a folder"
     return described, skipped
 
 

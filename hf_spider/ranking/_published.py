@@ -24,7 +24,7 @@ from ..backbones import load_backbone, model_key
 from ..embedder import embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
 from ..errors import InvalidInputError, ModelLoadError
-from ..features import extract_features
+from ..features import cached_features, extract_features
 from ..hub.embeddings import COMPATIBILITY_KEYS
 from ..hub.scan import scan
 from ..spider.hub import load_ranker
@@ -32,7 +32,7 @@ from ..spider.model import SpiderRanker
 from ..spider.predict import rank_models
 from ..tasks import Task
 from ..verify import embedding_flags, verification_records, verification_status
-from ._result import Candidate, Selection, rank_by_prior
+from ._result import Candidate, Selection, rank_by_prior, timed
 
 __all__ = ["FORWARD", "METHODS", "check_selection", "select_models"]
 
@@ -86,25 +86,30 @@ def select_models(
         if ranker is None:
             raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")
         ranker = load_ranker(ranker) if isinstance(ranker, str) else ranker
-    start = time.perf_counter()
-    found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
+    start, timings = time.perf_counter(), {}
+    with timed(timings, "scan"):
+        found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
     skipped = dict(found.skipped)
     try:
-        base = load_backbone(baseline)
+        with timed(timings, "baseline load"):
+            cached = cached_features(baseline, task)  # a task selected before: the baseline is not even loaded
+            base = load_backbone(baseline) if cached is None else None
     except ModelLoadError as e:
         raise ModelLoadError(f"the baseline {baseline} (the model the embeddings are over) cannot be loaded: {e}; "
                              "pass --baseline with a model that has published embeddings (see `hf_spider scan`)"
                              ) from e
-    weights = f"sha256:{base.weights_hash()}"
+    weights = f"sha256:{base.weights_hash() if cached is None else cached[1]}"
     groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in found.entries
                      if e.metadata.get("baseline_weights") == weights)
     if not groups:
         raise InvalidInputError(f"no comparable embedding over {baseline} (weights {weights[7:19]}) found on the Hub"
                                 + (f" ({len(skipped)} repos skipped)" if skipped else ""))
     chosen = groups.most_common(1)[0][0]
-    task_features = extract_features(base, task, progress=progress).features
-    task_embedding = embed_task_cached(task_features, task.labels, regression=task.regression, gamma=gamma,
-                                       progress=progress)
+    with timed(timings, "baseline forward"):
+        task_features = (extract_features(base, task, progress=progress) if cached is None else cached[0]).features
+    with timed(timings, "task embedding"):
+        task_embedding = embed_task_cached(task_features, task.labels, regression=task.regression, gamma=gamma,
+                                           progress=progress)
     records = verification_records(baseline)
     entries = []
     for e in found.entries:  # sorted by repo id
@@ -123,7 +128,8 @@ def select_models(
     for repo, c in candidates.items():
         c.parameters, c.downloads = found.sizes.get(repo, (None, 0))
     rank_by_prior(list(candidates.values()))
-    embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
+    with timed(timings, "sweep"):
+        embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
 
     def own_features(repo: str, with_source_probs: bool = False):  # one forward pass of a candidate
         return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
@@ -136,16 +142,18 @@ def select_models(
         k = min(rerank, len(ranked))
         needs_probs = "source_probs" in scores.info(rerank_score).needs
         for c in ranked[:k]:
-            f = own_features(c.repo_id, needs_probs)
-            c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
-                                          source_probs=f.source_probs, regression=task.regression)
+            with timed(timings, "rerank"):
+                f = own_features(c.repo_id, needs_probs)
+                c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
+                                              source_probs=f.source_probs, regression=task.regression)
         ranked[:k] = sorted(ranked[:k], key=lambda c: (-c.rerank_score, c.repo_id))
         label = "embedder" + (f"+rerank({rerank_score}, k={k})" if k else "")
     else:
-        ranked, k = _spider_rank(ranker, method, task, baseline, task_features, entries, candidates, embedder_scores,
-                                 rerank, lambda repo: own_features(repo).features, progress)
+        with timed(timings, "spider"):
+            ranked, k = _spider_rank(ranker, method, task, baseline, task_features, entries, candidates,
+                                     embedder_scores, rerank, lambda repo: own_features(repo).features, progress)
         label = method + (f"+rerank(k={k})" if k else "")
-    return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped)
+    return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped, timings)
 
 
 def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, baseline_features: np.ndarray,

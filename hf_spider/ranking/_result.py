@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..embedder import TaskEmbedding
 
-__all__ = ["Candidate", "Selection", "rank_by_prior"]
+__all__ = ["Candidate", "Selection", "rank_by_prior", "timed"]
 
 
 @dataclass
@@ -35,10 +38,12 @@ class Selection:
     seconds: float
     task_embedding: TaskEmbedding | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (scan, baseline forward...)
 
     def to_json(self) -> dict:
         return {
             "method": self.method, "forward_passes": self.forward_passes, "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "gamma": None if self.task_embedding is None else self.task_embedding.gamma,
             "ranking": [{"rank": i + 1, "repo_id": c.repo_id, "score": c.score,
                          "fidelity_to": None if c.fidelity is None else c.fidelity[0],
@@ -57,3 +62,13 @@ def rank_by_prior(candidates: list[Candidate]) -> list[Candidate]:
     for i, c in enumerate(ordered):
         c.prior_rank = i + 1
     return ordered
+
+
+@contextmanager
+def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - start
