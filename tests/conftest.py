@@ -39,6 +39,19 @@ os.environ.update(
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def invoke_cli(*args: str, width: int = 200):
+    """Run ``hf_spider ARGS`` in process (typer's ``CliRunner``): ``exit_code``, ``stdout``, ``exception``."""
+    from typer.testing import CliRunner
+
+    from hf_spider import cli
+
+    saved, cli.console.width = cli.console.width, width  # tables as on a wide terminal
+    try:
+        return CliRunner().invoke(cli.app, list(args))
+    finally:
+        cli.console.width = saved
+
+
 def safetensors_parameters(path: Path) -> int:
     """How many numbers a safetensors file holds, from its header: a direct count for the prior's tests."""
     from safetensors import safe_open

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, invoke_cli
 
 from hf_spider.charts import DEMO_DATA, Abilities, TaskGroups, _group_names, abilities, embed_task_groups, spider_chart
 from hf_spider.demo import ZOO_DIR, publish_zoo
@@ -97,11 +95,10 @@ def test_task_groups_gather_the_sub_tasks_of_each_kind():
 def test_chart_command_draws_published_models_relative_to_the_others(api, tmp_path):
     baseline, repos = publish_zoo(MODELS, org=ORG)
     out = tmp_path / "spider.png"
-    chart = [sys.executable, "-m", "hf_spider.cli", "chart", "--baseline", baseline, "--author", ORG]
-    result = subprocess.run([*chart, repos[1], repos[2], "--tasks", str(FIXTURES / "digits-mini"),
-                             "--tasks", str(DEMO_DATA / "animals"), "--out", str(out), "--json"],
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr
+    chart = ["chart", "--baseline", baseline, "--author", ORG]
+    result = invoke_cli(*chart, repos[1], repos[2], "--tasks", str(FIXTURES / "digits-mini"),
+                        "--tasks", str(DEMO_DATA / "animals"), "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert sorted(report["groups"]) == ["animals", "digits-mini"] and report["out"] == str(out)
     assert set(report["abilities"]) == {repos[1], repos[2]}
@@ -112,7 +109,6 @@ def test_chart_command_draws_published_models_relative_to_the_others(api, tmp_pa
 
     api.create_repo(f"{ORG}/plain", exist_ok=True)
     api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id=f"{ORG}/plain")
-    missing = subprocess.run([*chart, f"{ORG}/plain", "--out", str(tmp_path / "x.png")],
-                             capture_output=True, text=True, timeout=600, check=False)
-    assert missing.returncode == 1
-    assert f"{ORG}/plain has published no embedding over {baseline}" in " ".join(missing.stderr.split())
+    missing = invoke_cli(*chart, f"{ORG}/plain", "--out", str(tmp_path / "x.png"))
+    assert missing.exit_code == 1
+    assert f"{ORG}/plain has published no embedding over {baseline}" in str(missing.exception)

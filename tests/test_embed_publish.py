@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, invoke_cli
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 from hf_spider.errors import InvalidArtifactError
@@ -35,9 +33,8 @@ def embed_repos(api: HfApi) -> dict[str, str]:
     return repos
 
 
-def _embed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hf_spider.cli", "embed", *args, "--json"], capture_output=True,
-                          text=True, timeout=300, check=False)
+def _embed(*args: str):
+    return invoke_cli("embed", *args, "--json")
 
 
 def test_embed_publishes_one_commit_and_reruns_are_no_ops(api: HfApi, embed_repos):
@@ -45,7 +42,7 @@ def test_embed_publishes_one_commit_and_reruns_are_no_ops(api: HfApi, embed_repo
     args = [model, "--baseline", baseline, "--reference", "embed-tests/reference:train", "--steps", "300"]
     before = [c.commit_id for c in api.list_repo_commits(model)]
     result = _embed(*args)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["up_to_date"] is False
     commits = api.list_repo_commits(model)
@@ -55,6 +52,7 @@ def test_embed_publishes_one_commit_and_reruns_are_no_ops(api: HfApi, embed_repo
     assert "hf-spider" in info.tags and "image-classification" in info.tags
     card = ModelCard.load(model)
     assert card.data.license == "mit" and "Owner text." in card.text and "hf_spider model embedding" in card.text
+    assert "pip install hf_spider" not in card.text  # no PyPI package of that name: the card must not promise one
 
     published = fetch_embedding(model, baseline, expected={"baseline": baseline})
     meta = published.metadata

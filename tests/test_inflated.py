@@ -7,13 +7,10 @@ with the honest metadata: all ones, or the honest vector times 3 clipped to [0, 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, invoke_cli
 from huggingface_hub import HfApi
 from test_scan_select import ZOO
 
@@ -95,13 +92,10 @@ def test_verify_fails_inflated_embeddings_passes_honest_ones_and_select_keeps_th
 
 
 def test_verify_cli_exits_1_with_the_differences(repos):
-    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "verify", ALL_ONES, "--baseline", BASELINE,
-                             "--json"], capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 1, result.stderr
+    result = invoke_cli("verify", ALL_ONES, "--baseline", BASELINE, "--json")
+    assert result.exit_code == 1, result.output
     out = json.loads(result.stdout)
     assert out["passed"] is False and out["mass_excess"] > 0.1 and out["repo_id"] == ALL_ONES
-    table = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", REFERENCE, "--split",
-                            "test", "--baseline", BASELINE, "--author", ORG], capture_output=True, text=True,
-                           timeout=300, check=False, env={**os.environ, "COLUMNS": "200"})
-    assert table.returncode == 0, table.stderr
+    table = invoke_cli("select", "--dataset", REFERENCE, "--split", "test", "--baseline", BASELINE, "--author", ORG)
+    assert table.exit_code == 0, table.output
     assert "flags" in table.stdout and f"flagged {ALL_ONES}: mass: mean mask 1.000" in table.stdout

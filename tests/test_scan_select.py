@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, safetensors_parameters
+from conftest import FIXTURES, invoke_cli, safetensors_parameters
 from huggingface_hub import HfApi
 
 from hf_spider import scores
@@ -95,26 +92,24 @@ def test_select_ranks_by_fuzzy_intersection_and_reranks_only_the_top_k(published
 
 
 def test_select_cli_prints_json(published):
-    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
-                             "--split", "test", "--baseline", BASELINE, "--author", ORG, "--json"],
-                            capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr
+    result = invoke_cli("select", "--dataset", f"{ORG}/reference", "--split", "test", "--baseline", BASELINE,
+                        "--author", ORG, "--json")
+    assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [r["rank"] for r in out["ranking"]] == [1, 2, 3, 4, 5] and out["forward_passes"] == 0
     assert set(out["skipped"]) == {f"{ORG}/broken", f"{ORG}/no-file"}
+    assert set(out["timings"]) == {"task load", "scan", "baseline load", "baseline forward", "task embedding",
+                                   "sweep"}
 
 
 def test_select_cli_table_few_shot(published):
-    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
-                             "--baseline", BASELINE, "--author", ORG, "--shots", "4"],
-                            capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 0, result.stderr
-    assert "(40 images)" in result.stdout and "published" in result.stdout
+    result = invoke_cli("select", "--dataset", f"{ORG}/reference", "--baseline", BASELINE, "--author", ORG,
+                        "--shots", "4")
+    assert result.exit_code == 0, result.output
+    assert "(40 images)" in result.stdout and "published" in result.stdout and "prior rank" in result.stdout
     assert all(repo in result.stdout for repo in published)
-    bad = subprocess.run([sys.executable, "-m", "hf_spider.cli", "select", "--dataset", f"{ORG}/reference",
-                          "--method", "nope"], capture_output=True, text=True, timeout=300, check=False)
-    assert bad.returncode != 0 and "unknown method 'nope'" in bad.stderr
+    bad = invoke_cli("select", "--dataset", f"{ORG}/reference", "--method", "nope")
+    assert bad.exit_code != 0 and str(bad.exception).startswith("unknown method 'nope'")
 
 
 def _spider_ranker(n_baseline: int, **kwargs):
