@@ -25,13 +25,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder import embed_model
 from hf_spider.embedder.plausibility import MAX_MEAN, MAX_VALUE, plausibility_flags
 from hf_spider.features import extract_features
 from hf_spider.tasks import load_task
 from hf_spider.verify import MAX_MASS_EXCESS, MAX_MEAN_DIFF
 
-ZOO = Path(__file__).parent / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 BASELINE, STEPS = "resnet18-all-mix", 1000
 SELF_BASELINES = ("resnet18-all-mix", "vit-all-mix", "resnet10-animals", "convnext-icons-mix")
 

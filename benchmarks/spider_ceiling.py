@@ -39,6 +39,7 @@ from hf_spider import evaluation, scores
 from hf_spider.backbones import load_backbone, model_key
 from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, model_id, target_id
 from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder.zoo import EmbedderSetup, embed_zoo
 from hf_spider.features import extract_features
 from hf_spider.rankagg import borda, copeland, method_ranks
@@ -48,7 +49,8 @@ from hf_spider.spider.predict import order_to_scores, rank_models
 from hf_spider.spider.training import SampledTask, build_pool, label_tasks, probe_ground_truth, sample_tasks
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).resolve().parent / "zoo"
+ZOO = MICRO_ZOO
+GROUND_TRUTH = Path(__file__).resolve().parent / "zoo" / "ground_truth.json"
 TARGETS = ("reg-emoji-skintone", "tgt-clipart-objects", "tgt-digits", "tgt-emoji-twitter", "tgt-icons-heldout")
 
 
@@ -98,7 +100,7 @@ def main() -> None:
     pool_rankings = -method_ranks([t.ground_truth for t in per_dataset])  # higher is better, ties averaged
     vectors = embed_zoo(zoo, EmbedderSetup(encoder, str(args.offline_data / "reference-mix")))
     embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))
-    store = GroundTruthStore(ZOO / "ground_truth.json")
+    store = GroundTruthStore(GROUND_TRUTH)
     labels_of = {kind: np.stack([copeland(t.scores)[0] for t in training if t.regression == kind])
                  for kind in (False, True)}  # the training labels (Copeland scores), by task kind
     vectors_of = {kind: np.stack([task_vector(pool.encoder_features[t.rows]) for t in training

@@ -1,6 +1,6 @@
 """Train the micro zoo's Model Spider ranker and measure what it costs and what it learns.
 
-    uv run python benchmarks/spider_train.py --offline-data ../shared/offline_data [--out benchmarks/zoo/ranker]
+    uv run python benchmarks/spider_train.py --offline-data ../shared/offline_data [--out hf_spider/micro_zoo/ranker]
 
 Prints, for the embedding-token ranker (the bundled one), the table-token ranker (the paper's) and
 an embedding-token ranker trained without one held-out model: wall time per phase (features come
@@ -22,11 +22,12 @@ from rich.table import Table
 
 from hf_spider.backbones import model_key
 from hf_spider.cli import DEFAULT_POOL, ZOO_ORG, _dataset_and_split
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder.zoo import EmbedderSetup
 from hf_spider.spider import RankerRecipe, train_ranker
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).resolve().parent / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 
 
 def main() -> None:

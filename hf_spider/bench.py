@@ -496,7 +496,7 @@ def plot(report: BenchReport, path: str | os.PathLike[str]) -> None:
         ax.set_xlabel(f"ground truth ({report.ground_truth_protocol})")
         ax.set_ylabel("predicted score (min-max scaled)")
         ax.set_title(target)
-    if report.predictions:
+    if axes[0, -1].get_legend_handles_labels()[0]:  # nothing drawn there, no legend
         axes[0, -1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

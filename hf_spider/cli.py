@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
+from .constants import MICRO_ZOO
+from .errors import InvalidInputError
 
 app = typer.Typer(
     name="hf_spider",
@@ -34,6 +36,8 @@ app.add_typer(hub_app, name="hub")
 ImageColumn = Annotated[str | None, typer.Option(help="Image column of the dataset (default: detected).")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column of the dataset (default: detected).")]
 DatasetConfig = Annotated[str | None, typer.Option("--config", help="Dataset configuration (subset) name.")]
+DataRoot = Annotated[Path | None, typer.Option(
+    envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets (tgt-*, reg-*, src-*, aux-*, reference-mix).")]
 # and by the commands that talk to the Hub
 Token = Annotated[str | None, typer.Option(
     help="Hub token for private and gated repos (default: HF_TOKEN or `hf auth login`).", show_default=False)]
@@ -83,8 +87,7 @@ def hub_serve(
         server.server_close()
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_RANKER = REPO_ROOT / "benchmarks" / "zoo" / "ranker"
+BUNDLED_RANKER = MICRO_ZOO / "ranker"
 
 
 def _expand_zoo(entries: list[str]) -> list[str]:
@@ -108,8 +111,7 @@ def bench(
         help="Target tasks with train/test splits: Hub dataset ids, folders, or names under --data-root. "
              "Default: every tgt-*/reg-* under --data-root.")] = None,
     method: Annotated[list[str] | None, typer.Option(help="Scores to run (default: all that fit).")] = None,
-    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets.")] = (
-        REPO_ROOT.parent / "shared" / "offline_data"),
+    data_root: DataRoot = None,
     ground_truth: Annotated[Path | None, typer.Option(
         help="Ground-truth JSON read and extended (default: ground_truth.json in --out).")] = None,
     ground_truth_protocol: Annotated[str, typer.Option(
@@ -125,7 +127,7 @@ def bench(
     embed_steps: Annotated[int, typer.Option(help="Model-embedding optimisation steps.")] = 1000,
     ranker: Annotated[str | None, typer.Option(
         help="Model Spider ranker (folder or Hub repo) for the spider rows (default with the bundled zoo: "
-             "benchmarks/zoo/ranker).")] = None,
+             "hf_spider/micro_zoo/ranker).")] = None,
     rerank: Annotated[int | None, typer.Option(help="Spider re-ranking budget (default: the ranker's).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
@@ -133,11 +135,15 @@ def bench(
     """Compare every ranking method with the ground truth on a zoo x targets."""
     from .bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
 
-    bundled = REPO_ROOT / "benchmarks" / "zoo" / "models"
+    bundled = MICRO_ZOO / "models"
     models = _expand_zoo(zoo or [str(bundled)])
     if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
         baseline = str(bundled / "resnet18-all-mix")
-    if reference is None and (data_root / "reference-mix").is_dir():
+    if not targets and data_root is None:
+        raise InvalidInputError("bench needs target tasks: --targets DATASET ... (Hub ids or folders with train and "
+                                "test splits), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding tgt-*/reg-* "
+                                "folders")
+    if reference is None and data_root is not None and (data_root / "reference-mix").is_dir():
         reference = str(data_root / "reference-mix")
     embedder = None
     if baseline and reference:
@@ -151,7 +157,7 @@ def bench(
 
         spider = load_ranker(ranker)
     if targets:
-        tasks = [str(data_root / t) if (data_root / t).is_dir() else t for t in targets]
+        tasks = [str(data_root / t) if data_root is not None and (data_root / t).is_dir() else t for t in targets]
     else:
         tasks = sorted(str(p) for p in data_root.glob("*") if p.name.startswith(("tgt-", "reg-")))
     if not tasks:
@@ -187,8 +193,7 @@ def train_ranker_command(
     pool: Annotated[list[str] | None, typer.Option(
         help="Labelled datasets DATASET[:split] to sample training and validation tasks from "
              "(names under --data-root or Hub ids). Default: the offline src-* test splits and aux-*.")] = None,
-    data_root: Annotated[Path, typer.Option(envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets.")] = (
-        REPO_ROOT.parent / "shared" / "offline_data"),
+    data_root: DataRoot = None,
     encoder: Annotated[str | None, typer.Option(
         help="General encoder for task tokens (default with the bundled zoo: its resnet18-all-mix).")] = None,
     reference: Annotated[str | None, typer.Option(
@@ -212,17 +217,23 @@ def train_ranker_command(
     from .spider.training import TrainConfig
     from .tasks import load_task
 
-    bundled = REPO_ROOT / "benchmarks" / "zoo" / "models"
+    bundled = MICRO_ZOO / "models"
     models = [m for m in _expand_zoo(zoo or [str(bundled)]) if model_key(m) not in set(exclude or [])]
+    if data_root is None and not pool:
+        raise InvalidInputError("train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids "
+                                "or folders), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline "
+                                "src-* and aux-* folders")
     encoder = encoder or str(bundled / "resnet18-all-mix")
-    reference = reference or str(data_root / "reference-mix")
+    if reference is None and data_root is not None:
+        reference = str(data_root / "reference-mix")
     datasets = []
     for entry in pool or DEFAULT_POOL:
         name, split = _dataset_and_split(entry)
-        datasets.append(load_task(str(data_root / name) if (data_root / name).is_dir() else name, split=split))
-    ref_name, ref_split = _dataset_and_split(reference)
+        local = data_root is not None and (data_root / name).is_dir()
+        datasets.append(load_task(str(data_root / name) if local else name, split=split))
+    embedder = None if reference is None else EmbedderSetup(encoder, *_dataset_and_split(reference))
     names = [f"{names_org}/{model_key(m)}" if Path(m).is_dir() else m for m in models]
-    recipe = RankerRecipe(encoder=encoder, embedder=EmbedderSetup(encoder, ref_name, ref_split),
+    recipe = RankerRecipe(encoder=encoder, embedder=embedder,
                           token_source=token_source, train_tasks=train_tasks, validation_tasks=validation_tasks,
                           training=TrainConfig(epochs=epochs))
     ranker, report = train_ranker(models, datasets, recipe, names=names, progress=not json_output)
@@ -303,7 +314,8 @@ def scan(
     if json_output:
         console.print_json(data={"embeddings": [{"repo_id": e.repo_id, "sha": e.repo_sha, **e.metadata}
                                                 for e in result.entries],
-                                 "skipped": result.skipped, "downloaded": result.downloaded})
+                                 "skipped": result.skipped, "downloaded": result.downloaded,
+                                 "baselines": result.baselines})
         return
     from rich.table import Table
 
@@ -317,6 +329,8 @@ def scan(
     console.print(table)
     for repo, reason in result.skipped.items():
         console.print(f"[yellow]skipped[/] {repo}: {reason}", highlight=False)
+    console.print(f"Published embeddings by baseline (repos): {escape(result.baselines_line())}", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -412,8 +426,6 @@ def _rerank_budget(text: str | None) -> int | None:
     if text is None or text == "all":
         return None
     if not text.isdigit():
-        from .errors import InvalidInputError
-
         raise InvalidInputError(f"--rerank expects a number of candidates or `all`, got {text!r}")
     return int(text)
 

@@ -7,6 +7,11 @@ from pathlib import Path
 
 from .errors import InvalidInputError
 
+#: The micro zoo shipped inside the package: 27 small CNNs trained on 32-px icons (``models/``), their
+#: embeddings over ``resnet18-all-mix`` (``embeddings/``) and a Model Spider ranker trained on them
+#: (``ranker/``). The demo, ``bench`` and ``train-ranker`` default to it; it is rebuilt by ``benchmarks/zoo/``.
+MICRO_ZOO = Path(__file__).parent / "micro_zoo"
+
 
 def cache_root() -> Path:
     """``$HF_SPIDER_CACHE`` if set, else ``~/.cache/hf_spider``: feature cache and embedding indexes."""

@@ -1,6 +1,6 @@
 """``hf_spider demo``: the whole idea on the bundled micro zoo and a local Hub, in a couple of minutes.
 
-1. The owners' side: the 27 zoo models (``benchmarks/zoo/models``) are uploaded to the Hub and each
+1. The owners' side: the 27 zoo models (``hf_spider/micro_zoo/models``) are uploaded to the Hub and each
    publishes its Standardized Embedder vector in its own repo, as ``hf_spider embed`` would. The
    vectors were computed once by ``benchmarks/zoo/embed_zoo.py`` (minutes of CPU) and are published
    here with the repos' real revisions, after checking that the uploaded baseline and model weights
@@ -8,7 +8,7 @@
 2. The user's side: a small labelled task (public-domain clipart, ``hf_spider/demo_data``) is
    uploaded as a dataset repo and every method of :data:`hf_spider.ranking.METHODS` ranks the zoo for
    it, re-ranking its top 3 with forward passes. The Model Spider methods run with the ranker trained
-   on the zoo (``benchmarks/zoo/ranker``, uploaded as a model repo) when the repository has one.
+   on the zoo (``hf_spider/micro_zoo/ranker``, uploaded as a model repo).
 3. The ranking is printed next to the ground truth (each model's linear-probe accuracy on the task,
    precomputed by ``benchmarks/zoo/build_demo_data.py``), and a ranking plot and a spider chart of
    the top models are written.
@@ -34,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from .constants import MICRO_ZOO
 from .errors import HfSpiderError, InvalidArtifactError
 
 __all__ = ["DemoResult", "local_hub", "publish_zoo", "render", "rich_steps", "run_demo", "upload_ranker", "upload_task"]
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
-ZOO_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo"
+ZOO_DIR = MICRO_ZOO
 ORG = "hf-spider-demo"
 BASELINE = "resnet18-all-mix"  # the zoo's embedder baseline
 TASK = "clipart-objects"
@@ -104,7 +105,7 @@ def _restore_environ(saved: dict[str, str | None]) -> None:
 def _zoo_names() -> list[str]:
     names = sorted(p.parent.name for p in (ZOO_DIR / "models").glob("*/config.json"))
     if not names:
-        raise HfSpiderError(f"the micro zoo is missing ({ZOO_DIR / 'models'}): run the demo from a clone of hf_spider")
+        raise HfSpiderError(f"the micro zoo is missing ({ZOO_DIR / 'models'}): reinstall hf_spider")
     return names
 
 

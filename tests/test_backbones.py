@@ -13,6 +13,7 @@ import torch
 from huggingface_hub import HfApi
 
 from hf_spider.backbones import Backbone, check_weight_files, load_backbone, parse_model_id
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.errors import ModelLoadError, UnsafeArtifactError
 
 VIT_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, image_size=32,
@@ -219,7 +220,7 @@ def test_load_errors(api: HfApi, tmp_path: Path):
 def test_local_folder_backbone_is_identified_by_a_hash_of_its_weights():
     """Folder models have no commit: their cache identity is a hash of every parameter and buffer
     (BatchNorm's 0-d ``num_batches_tracked`` included)."""
-    folder = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models" / "resnet10-animals"
+    folder = MICRO_ZOO / "models" / "resnet10-animals"
     first, second = load_backbone(str(folder)), load_backbone(str(folder))
     assert first.revision is None and first.library == "timm"
     assert len(first.weights_hash()) == 64 and first.weights_hash() == second.weights_hash()

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, invoke_cli
 from huggingface_hub import HfApi
 from scipy import stats
 
 from hf_spider.backbones import load_backbone
 from hf_spider.bench import model_id
+from hf_spider.constants import MICRO_ZOO
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
+ZOO_RECORD = Path(__file__).parents[1] / "benchmarks" / "zoo" / "zoo.json"
 MODELS = ["resnet10-animals", "resnet10-wesnoth", "resnet18-emoji-google"]
 METHODS = ["logme", "leep", "h_score", "nce"]
 
@@ -36,9 +38,8 @@ def bench_repos(api: HfApi) -> tuple[list[str], str]:
     return zoo, target
 
 
-def _bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hf_spider.cli", "bench", *args], capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, "COLUMNS": "200"})
+def _bench(*args: str):
+    return invoke_cli("bench", *args)
 
 
 def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_path: Path):
@@ -49,7 +50,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     args += [a for m in [*METHODS, "embedder"] for a in ("--method", m)]
     embedder = ["--baseline", zoo[0], "--reference", f"{target}:train", "--embed-steps", "100"]
     result = _bench(*args, *embedder)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "τw sfda" in result.stdout and "digits-bench" in result.stdout
 
     report = json.loads((out / "bench.json").read_text())
@@ -61,7 +62,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     assert all(0.0 <= v <= 1.0 for v in gt.values())
     assert gt == pytest.approx({m: stored["models"][i] for m, i in ids.items()}, abs=1e-6)
     assert sorted(r["method"] for r in report["rows"]) == sorted([*METHODS, "embedder", "prior:params"])
-    recorded = json.loads((ZOO.parent / "zoo.json").read_text())["models"]  # counted when the zoo was trained
+    recorded = json.loads(ZOO_RECORD.read_text())["models"]  # counted when the zoo was trained
     assert report["predictions"]["digits-bench"]["prior:params"] == {m: recorded[m]["params"] for m in MODELS}
     assert {"method": "prior:input-size", "target": "digits-bench",  # all 32 px: no ordering to report
             "reason": "every model has the same value"} in report["skipped"]
@@ -82,7 +83,7 @@ def test_bench_ranks_a_zoo_against_linear_probe_ground_truth(bench_repos, tmp_pa
     # Few-shot mode reuses the stored ground truth and reports a 95% CI over the trials.
     before = gt_file.read_text()
     result = _bench(*args[:-2 * (len(METHODS) + 1)], "--method", "logme", "--shots", "3", "--trials", "4", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert gt_file.read_text() == before
     rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
     assert set(rows) == {"logme", "prior:params"} and rows["logme"]["tau_sfda_ci95"] >= 0
@@ -104,6 +105,14 @@ def test_full_bench_on_the_development_targets(tmp_path: Path):
     targets = {p.name for p in Path(root).iterdir() if p.name.startswith(("tgt-", "reg-"))}
     assert set(report["ground_truth"]) == targets
     assert {r["method"] for r in report["rows"]} >= {"logme", "leep", "nce", "h_score", "embedder"}
+
+
+def test_bench_without_targets_says_what_it_needs(monkeypatch):
+    monkeypatch.delenv("HF_SPIDER_OFFLINE_DATA", raising=False)
+    result = invoke_cli("bench")
+    assert str(result.exception) == (
+        "bench needs target tasks: --targets DATASET ... (Hub ids or folders with train and test splits), or "
+        "--data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding tgt-*/reg-* folders")
 
 
 def test_summary_means_per_method_over_the_targets_it_scored():

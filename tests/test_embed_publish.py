@@ -10,10 +10,11 @@ import pytest
 from conftest import FIXTURES, invoke_cli
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.errors import InvalidArtifactError
 from hf_spider.hub.embeddings import embedding_path, fetch_embedding, parse_embedding, serialize_embedding
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 BASELINE, MODEL = "resnet10-animals", "resnet10-wesnoth"
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder import (
     embed_model,
     embed_task,
@@ -300,13 +301,12 @@ def test_embed_task_validates_inputs(labels, kwargs, match):
 
 
 def test_embed_zoo_caches_each_embedding_by_its_inputs(monkeypatch):
-    from pathlib import Path
 
     from conftest import FIXTURES
 
     from hf_spider.embedder import zoo as zoo_module
 
-    models = [str(Path(__file__).parents[1] / "benchmarks" / "zoo" / "models" / m)
+    models = [str(MICRO_ZOO / "models" / m)
               for m in ("resnet10-tiny-animals", "convnext-short-wesnoth")]
     setup = zoo_module.EmbedderSetup(models[0], str(FIXTURES / "digits-mini"), "train", max_per_class=4, steps=20)
     first = zoo_module.embed_zoo(models, setup, progress=False)

@@ -25,6 +25,7 @@ from huggingface_hub.utils import get_session
 from safetensors import safe_open
 
 from hf_spider.backbones import load_backbone
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.hub.embeddings import embedding_path, parse_embedding, serialize_embedding
 from hf_spider.hub.faults import KINDS, FaultyProxy
@@ -32,7 +33,7 @@ from hf_spider.hub.scan import _load_index
 from hf_spider.hub.server import LocalHub
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 ORG = "faults"
 BASELINE_ID = f"{ORG}/bench-baseline"  # the scan repos' embeddings are over this (never loaded)
 N_REPOS, DIM = 200, 16

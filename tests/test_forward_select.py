@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, safetensors_parameters
@@ -13,11 +12,12 @@ from typer.testing import CliRunner
 from hf_spider import scores
 from hf_spider.backbones import load_backbone
 from hf_spider.cli import app
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.ranking import rank_candidates
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 ORG = "forward-tests"
 MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "convnext-glyphs", "mnv3-glyphs", "vit-papirus"]
 DATASET = str(FIXTURES / "digits-mini")

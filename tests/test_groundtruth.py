@@ -27,12 +27,13 @@ from hf_spider.bench import (
     run_bench,
     target_id,
 )
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.errors import InvalidInputError
 from hf_spider.features import extract_features
 from hf_spider.groundtruth import fine_tune, linear_probe
 from hf_spider.tasks import load_task, task_from_arrays
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention

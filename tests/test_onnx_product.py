@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 
 from hf_spider.bench import plot, run_bench
 from hf_spider.cli import app
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.scores import score
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 ORG = "onnx-product"
 BASELINE, ONNX_MODEL = f"{ORG}/resnet10-animals", f"{ORG}/tiny-onnx"
 REFERENCE = f"{ORG}/reference"

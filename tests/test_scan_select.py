@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from huggingface_hub import HfApi
 
 from hf_spider import scores
 from hf_spider.backbones import load_backbone
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder.pipeline import embed_repo
 from hf_spider.features import extract_features
 from hf_spider.hub.embeddings import embedding_path
@@ -19,7 +19,7 @@ from hf_spider.hub.scan import scan
 from hf_spider.ranking import select_models
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 ORG = "scan-tests"
 BASELINE = f"{ORG}/resnet10-animals"
 MODELS = ["resnet10-wesnoth", "resnet18-emoji-google", "resnet10-glyphs", "convnext-papirus", "vit-papirus"]
@@ -196,3 +196,14 @@ def test_cached_features_are_found_by_the_current_commit_only(api, repo_id):
     assert found.revision == backbone.revision and found.from_cache
     api.upload_file(path_or_fileobj=b"notes", path_in_repo="notes.txt", repo_id=repo_id)  # a new commit
     assert cached_features(repo_id, task) is None
+
+
+def test_scan_and_select_name_the_baselines_that_have_embeddings(published):
+    scanned = json.loads(invoke_cli("scan", "--baseline", "nobody/other-baseline", "--author", ORG, "--json").stdout)
+    assert scanned["embeddings"] == [] and scanned["baselines"] == {BASELINE: 6}  # 5 valid files and the broken one
+    table = invoke_cli("scan", "--baseline", "nobody/other-baseline", "--author", ORG)
+    assert f"Published embeddings by baseline (repos): {BASELINE} (6)" in table.stdout
+    result = invoke_cli("select", "--dataset", str(FIXTURES / "digits-mini"), "--baseline", "nobody/other-baseline",
+                        "--author", ORG)
+    assert str(result.exception).startswith("the baseline nobody/other-baseline (the model the embeddings are over)")
+    assert str(result.exception).endswith(f"by baseline (repos): {BASELINE} (6)")

@@ -3,38 +3,34 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
+from conftest import FIXTURES, invoke_cli
 
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.errors import InvalidInputError
 from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.recipe import RERANK_TOLERANCE, RankerRecipe, _label_candidates, _mean_rank, train_ranker
 from hf_spider.spider.training import SampledTask, TrainConfig, choose_label_scores
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parents[1] / "benchmarks" / "zoo" / "models"
+ZOO = MICRO_ZOO / "models"
 MODELS = ("resnet10-tiny-animals", "mnv3-glyphs", "resnet10-glyphs")
 
 
-def _train_ranker(*args: str) -> subprocess.CompletedProcess:
+def _train_ranker(*args: str):
     zoo = [arg for name in MODELS for arg in ("--zoo", str(ZOO / name))]
     pool = [arg for split in ("train", "test") for arg in ("--pool", f"{FIXTURES / 'digits-mini'}:{split}")]
-    return subprocess.run([sys.executable, "-m", "hf_spider.cli", "train-ranker", *zoo, *pool,
-                           "--encoder", str(ZOO / MODELS[0]), *args],
-                          capture_output=True, text=True, timeout=600, check=False)
+    return invoke_cli("train-ranker", *zoo, *pool, "--encoder", str(ZOO / MODELS[0]), *args)
 
 
 def test_train_ranker_chooses_supervision_and_budget_on_validation_and_saves_a_loadable_ranker(tmp_path):
     out = tmp_path / "ranker"
     run = _train_ranker("--token-source", "table", "--train-tasks", "12", "--validation-tasks", "4",
                         "--epochs", "3", "--names-org", "my-org", "--out", str(out), "--json")
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.exit_code == 0, run.output[-3000:]
     report = json.loads(run.stdout)
     assert report["models"] == [f"my-org/{m}" for m in MODELS]
     quality = report["label_quality"]  # "logme+knn" -> validation τ of that aggregate (singletons for reference)
@@ -69,9 +65,17 @@ def test_train_ranker_chooses_supervision_and_budget_on_validation_and_saves_a_l
 
 def test_train_ranker_refuses_an_unknown_token_source_before_any_work(tmp_path):
     run = _train_ranker("--token-source", "tabel", "--out", str(tmp_path / "ranker"))
-    assert run.returncode != 0 and "token_source must be one of ('table', 'embedding'), got 'tabel'" in run.stderr
-    assert "Traceback" not in run.stderr and "zoo features" not in run.stderr + run.stdout
+    assert str(run.exception) == "token_source must be one of ('table', 'embedding'), got 'tabel'"
+    assert "zoo features" not in run.output
     assert not (tmp_path / "ranker").exists()
+
+
+def test_train_ranker_without_a_pool_says_what_it_needs(monkeypatch):
+    monkeypatch.delenv("HF_SPIDER_OFFLINE_DATA", raising=False)
+    run = invoke_cli("train-ranker", "--zoo", str(ZOO / MODELS[0]))
+    assert str(run.exception) == (
+        "train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids or folders), or "
+        "--data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline src-* and aux-* folders")
 
 
 def test_mean_rank_prior_averages_each_models_position_in_the_training_orders():

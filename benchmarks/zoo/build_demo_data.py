@@ -19,12 +19,13 @@ import datasets
 import numpy as np
 
 from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, model_key
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.groundtruth import linear_probe
 from hf_spider.tasks import load_task, sample_per_class
 
 OUT = Path(__file__).parents[2] / "hf_spider" / "demo_data"
-ZOO = Path(__file__).parent / "models"
+ZOO = MICRO_ZOO / "models"
 
 #: name -> (offline dataset, licence id, credit, {split: images per class})
 TASKS = {

@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 from hf_spider import __version__
 from hf_spider.backbones import load_backbone
+from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder import embed_model
 from hf_spider.embedder.pipeline import weights_digest
 from hf_spider.features import extract_features
@@ -28,8 +29,8 @@ from hf_spider.hub.embeddings import FORMAT_VERSION, serialize_embedding
 from hf_spider.hub.storage import git_blob_oid
 from hf_spider.tasks import load_task
 
-ZOO = Path(__file__).parent / "models"
-OUT = Path(__file__).parent / "embeddings"
+ZOO = MICRO_ZOO / "models"
+OUT = MICRO_ZOO / "embeddings"
 BASELINE = "resnet18-all-mix"
 REFERENCE, SPLIT, MAX_PER_CLASS, STEPS, SEED = "reference-mix", "train", 200, 1000, 0
 

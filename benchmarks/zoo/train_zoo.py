@@ -3,7 +3,7 @@
     uv run python benchmarks/zoo/train_zoo.py --offline-data ../shared/offline_data [--only NAME ...]
 
 Every model is saved in timm's Hub format (``config.json`` with architecture, model_args and
-pretrained_cfg + fp16 ``model.safetensors``) under ``benchmarks/zoo/models/<name>/`` so that
+pretrained_cfg + fp16 ``model.safetensors``) under ``hf_spider/micro_zoo/models/<name>/`` so that
 ``timm.create_model("hf-hub:<org>/<name>")`` loads it once pushed to a Hub. ``zoo.json`` records,
 per model, its recipe, source accuracy (on the source's test split) and training time.
 Seeds are fixed; the zoo is deliberately diverse: families, widths, sources and lengths differ.
@@ -24,6 +24,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.models import save_for_hf
+
+from hf_spider.constants import MICRO_ZOO
 
 HERE = Path(__file__).parent
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -159,7 +161,7 @@ def train(recipe: Recipe, root: Path, out: Path, seed: int = 0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--offline-data", type=Path, default=HERE.parents[2] / "shared" / "offline_data")
-    parser.add_argument("--out", type=Path, default=HERE / "models")
+    parser.add_argument("--out", type=Path, default=MICRO_ZOO / "models")
     parser.add_argument("--only", nargs="*", help="train only these recipes (by name)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

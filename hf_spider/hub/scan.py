@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import numpy as np
 from ..constants import cache_root
 from ..errors import HubUnavailableError, InvalidArtifactError
 from .embeddings import (
+    EMBEDDING_DIR,
     HF_SPIDER_TAG,
     PublishedEmbedding,
     baseline_slug,
@@ -54,6 +56,11 @@ class ScanResult:
     skipped: dict[str, str] = field(default_factory=dict)
     downloaded: int = 0
     sizes: dict[str, tuple[int | None, int]] = field(default_factory=dict)
+    baselines: dict[str, int] = field(default_factory=dict)  # every baseline with published files: repo count
+
+    def baselines_line(self) -> str:
+        """``"org/a (12), org/b (3)"``: the baselines the listed repos published embeddings over, most first."""
+        return ", ".join(f"{b} ({n})" for b, n in self.baselines.items()) or "none"
 
     @property
     def vectors(self) -> dict[str, np.ndarray]:
@@ -113,6 +120,17 @@ def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
         os.close(fd)
         write(tmp)
         os.replace(tmp, folder / name)
+
+
+def _published_baselines(listed: Iterable[Any]) -> dict[str, int]:
+    """Repos per baseline, from the listing's file names (``hf_spider/<org>--<name>.safetensors``), most first."""
+    counts: Counter[str] = Counter()
+    for info in listed:
+        for sibling in info.siblings or []:
+            folder, _, name = sibling.rfilename.partition("/")
+            if folder == EMBEDDING_DIR and name.endswith(".safetensors") and "/" not in name:
+                counts[name.removesuffix(".safetensors").replace("--", "/", 1)] += 1
+    return dict(counts.most_common())
 
 
 def _fetch(repo_id: str, sha: str, filename: str, expected: dict[str, str] | None) -> dict[str, Any]:
@@ -179,6 +197,7 @@ def scan(
 
     result = ScanResult(downloaded=len(to_fetch), sizes={
         info.id: (info.safetensors.total if info.safetensors else None, info.downloads or 0) for info in listed})
+    result.baselines = _published_baselines(listed)
     for repo, entry in sorted(current.items()):
         if entry["status"] == "ok":
             result.entries.append(PublishedEmbedding(repo, entry["sha"], entry["vector"], entry["metadata"]))

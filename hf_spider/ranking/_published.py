@@ -96,14 +96,16 @@ def select_models(
             base = load_backbone(baseline) if cached is None else None
     except ModelLoadError as e:
         raise ModelLoadError(f"the baseline {baseline} (the model the embeddings are over) cannot be loaded: {e}; "
-                             "pass --baseline with a model that has published embeddings (see `hf_spider scan`)"
-                             ) from e
+                             "pass --baseline with a model that has published embeddings; by baseline (repos): "
+                             f"{found.baselines_line()}") from e
     weights = f"sha256:{base.weights_hash() if cached is None else cached[1]}"
     groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in found.entries
                      if e.metadata.get("baseline_weights") == weights)
     if not groups:
         raise InvalidInputError(f"no comparable embedding over {baseline} (weights {weights[7:19]}) found on the Hub"
-                                + (f" ({len(skipped)} repos skipped)" if skipped else ""))
+                                + (f" ({len(skipped)} repos skipped)" if skipped else "")
+                                + f"; published embeddings by baseline (repos): {found.baselines_line()}; "
+                                "pass --baseline with one of them")
     chosen = groups.most_common(1)[0][0]
     with timed(timings, "baseline forward"):
         task_features = (extract_features(base, task, progress=progress) if cached is None else cached[0]).features
