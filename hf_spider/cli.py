@@ -130,9 +130,11 @@ def bench(
              "hf_spider/micro_zoo/ranker).")] = None,
     rerank: Annotated[int | None, typer.Option(help="Spider re-ranking budget (default: the ranker's).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
 ) -> None:
     """Compare every ranking method with the ground truth on a zoo x targets."""
+    _use_token(token)
     from .bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
 
     bundled = MICRO_ZOO / "models"
@@ -208,9 +210,11 @@ def train_ranker_command(
     out: Annotated[Path | None, typer.Option(
         help="Save the ranker (config.json, model.safetensors, README.md) here.")] = None,
     push: Annotated[str | None, typer.Option(help="Push the ranker to this Hub repo.")] = None,
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the training report as JSON.")] = False,
 ) -> None:
     """Train a Model Spider ranker on a zoo (features cached), choose its re-ranking budget, save/push it."""
+    _use_token(token)
     from .backbones import model_key
     from .embedder.zoo import EmbedderSetup
     from .spider import RankerRecipe, train_ranker
@@ -273,9 +277,11 @@ def embed(
     revision: Annotated[str | None, typer.Option(help="Model revision to embed.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute even if the published embedding is up to date.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also save the embedding file here.")] = None,
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo."""
+    _use_token(token)
     from .embedder.pipeline import embed_repo
     from .hub.embeddings import serialize_embedding
 
@@ -305,9 +311,11 @@ def scan(
     filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",
     author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Discover published embeddings on the Hub, validate them and update the local index."""
+    _use_token(token)
     from .hub.scan import scan as scan_hub
 
     result = scan_hub(baseline, filter=filter, author=author, search=search, progress=not json_output)
@@ -374,8 +382,7 @@ def select(
     from .ranking import FORWARD, check_selection, rank_candidates, select_models
     from .tasks import load_task
 
-    if token:
-        os.environ["HF_TOKEN"] = token  # read at call time by huggingface_hub, timm, transformers and datasets
+    _use_token(token)
     candidates = [m.strip() for entry in models or [] for m in entry.split(",") if m.strip()] or None
     method = method or (FORWARD if candidates or filter else "embedder")
     budget = _rerank_budget(rerank)
@@ -421,6 +428,13 @@ def select(
         console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
 
 
+def _use_token(token: str | None) -> None:
+    """``--token``: for this command, as ``HF_TOKEN``, which huggingface_hub, timm, transformers and datasets read
+    at each call (timm's ``hf-hub:`` downloads take no token argument)."""
+    if token:
+        os.environ["HF_TOKEN"] = token
+
+
 def _rerank_budget(text: str | None) -> int | None:
     """``--rerank``: a number of candidates, or ``all`` (``None``)."""
     if text is None or text == "all":
@@ -461,9 +475,11 @@ def _published_table(result, baseline: str, title: str, top: int, *, reranked: b
 def verify(
     repo_id: Annotated[str, typer.Argument(help="Model repo whose published embedding to recompute.")],
     baseline: Annotated[str, typer.Option(help="Baseline the embedding is over.")] = "timm/resnet18.a1_in1k",
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Recompute a published embedding with its recorded settings and compare; exit 1 if it does not match."""
+    _use_token(token)
     from .verify import verify_repo
 
     report = verify_repo(repo_id, baseline=baseline, progress=not json_output)
@@ -520,9 +536,11 @@ def chart(
     author: Annotated[str | None, typer.Option(help="Compare only with models of this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Compare only with repos whose id contains this.")] = None,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("spider.png"),
+    token: Token = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the abilities as JSON.")] = False,
 ) -> None:
     """Spider chart (Model Spider §5.4): each model's ability by task group, from published embeddings."""
+    _use_token(token)
     from .charts import chart_published
     from .tasks import load_task
 

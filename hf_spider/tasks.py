@@ -217,7 +217,7 @@ def load_task(
         else:
             repo_id, at_revision = _split_revision(text)
             revision = revision or at_revision
-            sha = _resolve_dataset_revision(repo_id, revision)
+            sha = _resolve_dataset_revision(repo_id, revision, alias=str(source) if alias is not None else None)
             dataset = _load_split(repo_id, split=split, config=config, revision=sha, where=f"{repo_id}@{sha[:8]}")
             origin = {"hub": repo_id, "sha": sha, "config": config, "split": split}
             default_name = f"{repo_id}:{split}"
@@ -357,8 +357,9 @@ def _split_revision(text: str) -> tuple[str, str | None]:
     return repo_id, revision or None
 
 
-def _resolve_dataset_revision(repo_id: str, revision: str | None) -> str:
-    """Commit sha of ``repo_id`` at ``revision`` (a moving branch becomes a fixed cache key)."""
+def _resolve_dataset_revision(repo_id: str, revision: str | None, *, alias: str | None = None) -> str:
+    """Commit sha of ``repo_id`` at ``revision`` (a moving branch becomes a fixed cache key); ``alias`` is the
+    name the user gave, when ``repo_id`` is what it stands for."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -369,6 +370,9 @@ def _resolve_dataset_revision(repo_id: str, revision: str | None) -> str:
     except RevisionNotFoundError as exc:
         raise DatasetError(f"revision {revision!r} not found in dataset {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:
+        if alias is not None:
+            raise DatasetError(f"{alias!r} stands for the Hub dataset {repo_id!r}, which is not on the Hub at "
+                               f"{constants.ENDPOINT} (or it is gated: log in with `hf auth login`)") from exc
         known = difflib.get_close_matches(repo_id, list(DATASET_ALIASES), n=3)
         hint = f"; did you mean {', '.join(map(repr, known))}?" if known else ""
         raise DatasetError(

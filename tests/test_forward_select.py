@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from conftest import FIXTURES, safetensors_parameters
+from conftest import FIXTURES, invoke_cli, safetensors_parameters
 from huggingface_hub import HfApi
-from typer.testing import CliRunner
 
 from hf_spider import scores
 from hf_spider.backbones import load_backbone
-from hf_spider.cli import app
 from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.ranking import rank_candidates
@@ -41,7 +40,7 @@ def _parameters(name: str) -> int:
 def test_select_models_ranks_by_logme_computed_directly_and_skips_bad_candidates(zoo):
     args = ["select", "--dataset", DATASET, "--split", "test", "--models", ",".join(zoo[:3]),
             "--models", f"{zoo[3]},{ORG}/pickled", "--models", zoo[4], "--models", f"{ORG}/missing", "--score", "logme"]
-    result = CliRunner().invoke(app, [*args, "--json"])
+    result = invoke_cli(*args, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
 
@@ -64,7 +63,7 @@ def test_select_models_ranks_by_logme_computed_directly_and_skips_bad_candidates
                           "(pytorch_model.bin), which can run arbitrary code when loaded; pass allow_pickle=True if "
                           "you trust this repo"}
 
-    table = CliRunner().invoke(app, args)
+    table = invoke_cli(*args)
     assert table.exit_code == 0, table.output
     assert "prior rank" in table.output and "parameters" in table.output
     assert f"skipped {ORG}/missing: not found on the Hub (or private: `hf auth login`)" in table.output
@@ -92,7 +91,21 @@ def test_candidates_from_a_hub_query_and_refusals_before_work(zoo):
     named = rank_candidates(task, [zoo[0], "resnet18"], rerank=0, progress=False)  # a typo, not random weights
     assert [c.repo_id for c in named.candidates] == [zoo[0]]
     assert named.skipped == {"resnet18": "not a Hub repo id (org/name) or a folder"}
-    result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--score", "logmee"])
+    result = invoke_cli("select", "--dataset", DATASET, "--models", zoo[0], "--score", "logmee")
     assert "did you mean 'logme'" in str(result.exception)
-    result = CliRunner().invoke(app, ["select", "--dataset", DATASET, "--models", zoo[0], "--rerank", "three"])
+    result = invoke_cli("select", "--dataset", DATASET, "--models", zoo[0], "--rerank", "three")
     assert str(result.exception) == "--rerank expects a number of candidates or `all`, got 'three'"
+
+
+def test_token_reads_private_repos(api, monkeypatch):
+    private = f"{ORG}/private-model"
+    api.create_repo(private, private=True, exist_ok=True)
+    api.upload_folder(folder_path=ZOO / MODELS[0], repo_id=private)
+    token = os.environ["HF_TOKEN"]
+    monkeypatch.delenv("HF_TOKEN")
+    args = ["select", "--dataset", DATASET, "--split", "test", "--models", private, "--rerank", "0", "--json"]
+    anonymous = json.loads(invoke_cli(*args).stdout)
+    assert anonymous["ranking"] == [] and anonymous["skipped"] == {
+        private: "not found on the Hub (or private: `hf auth login`)"}
+    with_token = json.loads(invoke_cli(*args, "--token", token).stdout)
+    assert [r["repo_id"] for r in with_token["ranking"]] == [private] and with_token["skipped"] == {}

@@ -207,3 +207,22 @@ def test_scan_and_select_name_the_baselines_that_have_embeddings(published):
                         "--author", ORG)
     assert str(result.exception).startswith("the baseline nobody/other-baseline (the model the embeddings are over)")
     assert str(result.exception).endswith(f"by baseline (repos): {BASELINE} (6)")
+
+
+def test_spider_selection_uses_the_baseline_its_ranker_records(published, tmp_path):
+    """Without --baseline, --method spider ranks over the ranker's own baseline, not the default one."""
+    folder = tmp_path / "ranker"
+    _spider_ranker(128, token_source="embedding", embedding_dim=128).save_pretrained(folder)
+    result = invoke_cli("select", "--dataset", f"{ORG}/reference", "--split", "test", "--method", "spider",
+                        "--ranker", str(folder), "--author", ORG, "--rerank", "0", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert sorted(r["repo_id"] for r in out["ranking"]) == sorted(published)  # the embeddings over BASELINE
+
+
+def test_a_dataset_alias_missing_from_the_hub_says_what_it_stands_for(hub):
+    result = invoke_cli("select", "--dataset", "cifar100")
+    from huggingface_hub import constants
+
+    assert str(result.exception) == (f"'cifar100' stands for the Hub dataset 'uoft-cs/cifar100', which is not on the "
+                                     f"Hub at {constants.ENDPOINT} (or it is gated: log in with `hf auth login`)")
