@@ -215,6 +215,8 @@ def test_load_errors(api: HfApi, tmp_path: Path):
     with pytest.raises(ModelLoadError, match="no weights"):
         check_weight_files(["config.json", "README.md"], allow_pickle=True, where="x")
     check_weight_files(["model.safetensors", "pytorch_model.bin"], allow_pickle=False, where="x")  # safe wins
+    with pytest.raises(UnsafeArtifactError, match="only has pickle weights"):  # a file in a folder is no weights
+        check_weight_files(["hf_spider/org--base.safetensors", "pytorch_model.bin"], allow_pickle=False, where="x")
 
 
 def test_local_folder_backbone_is_identified_by_a_hash_of_its_weights():

@@ -13,13 +13,11 @@ import torch
 from ..errors import ModelLoadError, UnsafeArtifactError
 from ._base import Backbone
 from ._registry import detect_library, get_adapter
-from ._source import ModelSource, folder_source, hub_source
+from ._source import PICKLE_SUFFIXES, SAFE_SUFFIXES, ModelSource, folder_source, hub_source
 from ._timm import load_timm_builtin
 
 __all__ = ["check_weight_files", "load_backbone", "model_key", "parse_model_id", "resolve_revision"]
 
-SAFE_SUFFIXES = (".safetensors", ".onnx")
-PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt", ".pkl", ".pickle")
 
 
 def load_backbone(
@@ -103,8 +101,12 @@ def parse_model_id(model_id: str) -> tuple[Literal["hub", "local", "builtin"], s
 
 
 def check_weight_files(files: Iterable[str], *, allow_pickle: bool, where: str) -> None:
-    """Refuse pickle-only weights unless allowed; raise :class:`ModelLoadError` when there are none."""
-    names = list(files)
+    """Refuse pickle-only weights unless allowed; raise :class:`ModelLoadError` when there are none.
+
+    Only the top-level files count: the libraries load weights from there, and a file in a folder (an
+    ``hf_spider/*.safetensors`` embedding, say) says nothing about the weights that will be loaded.
+    """
+    names = [f for f in files if "/" not in f]
     safe = [f for f in names if f.endswith(SAFE_SUFFIXES)]
     pickled = [f for f in names if f.endswith(PICKLE_SUFFIXES) and not f.startswith("optimizer")]
     if safe:

@@ -12,6 +12,8 @@ from ..errors import InvalidArtifactError, ModelLoadError
 
 __all__ = ["MAX_CONFIG_BYTES", "ModelSource", "folder_source", "hub_source"]
 
+SAFE_SUFFIXES = (".safetensors", ".onnx")
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt", ".pkl", ".pickle")
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB; anything near this is not a model config
 
 

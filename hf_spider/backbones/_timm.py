@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, UnsafeArtifactError
 from ._base import TorchBackbone
 from ._registry import register_library
-from ._source import ModelSource
+from ._source import PICKLE_SUFFIXES, ModelSource
 
 __all__ = ["TimmBackbone", "load_timm_builtin"]
 
@@ -32,8 +32,31 @@ def _is_timm(config: dict[str, Any]) -> bool:
 
 
 @register_library("timm", detect=_is_timm)
-def load_timm(source: ModelSource, config: dict[str, Any], **_: Any) -> TimmBackbone:
+def load_timm(source: ModelSource, config: dict[str, Any], *, allow_pickle: bool = False, **_: Any) -> TimmBackbone:
+    _check_weights_file(source, config, allow_pickle=allow_pickle)
     return _create(source.timm_spec, model_id=source.name, revision=source.revision)
+
+
+def _check_weights_file(source: ModelSource, config: dict[str, Any], *, allow_pickle: bool) -> None:
+    """The file timm will load must be safetensors: ``pretrained_cfg.hf_hub_filename`` if the config names one,
+    else ``model.safetensors`` (timm's safe alternative to ``pytorch_model.bin``). Otherwise timm would
+    ``torch.load`` a pickle, which only ``allow_pickle=True`` permits (timm then loads with ``weights_only``)."""
+    cfg = config.get("pretrained_cfg")
+    named = cfg.get("hf_hub_filename") if isinstance(cfg, dict) else None
+    if named is not None and not (isinstance(named, str) and named.endswith(".safetensors")):
+        if not allow_pickle:
+            raise UnsafeArtifactError(
+                f"{source.where}: pretrained_cfg.hf_hub_filename names {named}, not a safetensors file; timm would "
+                "unpickle it, which can run arbitrary code: pass allow_pickle=True if you trust this repo")
+        return
+    weights = named or "model.safetensors"
+    if weights not in source.files and not allow_pickle:
+        pickled = sorted(f for f in source.files if "/" not in f and f.endswith(PICKLE_SUFFIXES))
+        if pickled:
+            raise UnsafeArtifactError(
+                f"{source.where} has no {weights}, only pickle weights ({', '.join(pickled)}), which can run "
+                "arbitrary code when loaded; pass allow_pickle=True if you trust this repo")
+        raise ModelLoadError(f"{source.where} has no {weights}, the weights file timm loads")
 
 
 def load_timm_builtin(name: str) -> TimmBackbone:

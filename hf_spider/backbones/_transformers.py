@@ -73,7 +73,7 @@ def load_transformers(source: ModelSource, config: dict[str, Any], *, trust_remo
         model = auto.from_pretrained(source.name, **kwargs)
         processor = AutoImageProcessor.from_pretrained(source.name, revision=source.revision,
                                                        trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # whatever the library raises on an untrusted repo, one error class for the user
         raise ModelLoadError(f"transformers cannot load {source.name!r}: {type(exc).__name__}: {exc}") from exc
     model.eval()
     num_classes = int(model.config.num_labels) if classifier else None
