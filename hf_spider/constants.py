@@ -26,3 +26,10 @@ def positive_int_env(name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def max_parameters() -> int:
+    """The largest model an untrusted config may describe: ``$HF_SPIDER_MAX_PARAMETERS``, default 2 billion
+    (8 GB in float32, above every image backbone hf_spider ranks). Checked on the meta device, before any
+    memory is allocated."""
+    return positive_int_env("HF_SPIDER_MAX_PARAMETERS", 2_000_000_000)

@@ -72,3 +72,25 @@ def test_allow_pickle_still_refuses_code_in_a_pickle(api, marker):
     repo = _repo(api, {"config.json": ZOO_MODEL / "config.json", "pytorch_model.bin": _payload(marker)})
     with pytest.raises(ModelLoadError, match="weights_only"):
         load_backbone(repo, allow_pickle=True, device="cpu")
+
+
+def test_a_config_describing_a_huge_model_is_refused_before_any_allocation(api, monkeypatch):
+    config = json.loads((ZOO_MODEL / "config.json").read_text())
+    config["num_classes"] = config["pretrained_cfg"]["num_classes"] = 2_000_000_000  # a 1e12-parameter head
+    repo = _repo(api, {"config.json": json.dumps(config).encode(), "model.safetensors": ZOO_MODEL / "model.safetensors"})
+    with pytest.raises(ModelLoadError, match=r"describes a model of [\d,]+ parameters, above the limit of "
+                                             r"2,000,000,000 \(set HF_SPIDER_MAX_PARAMETERS to allow more\)"):
+        load_backbone(repo, device="cpu")
+    monkeypatch.setenv("HF_SPIDER_MAX_PARAMETERS", "1000")  # the limit is the user's: even the real model is over
+    with pytest.raises(ModelLoadError, match="above the limit of 1,000"):
+        load_backbone(str(ZOO_MODEL), device="cpu")
+
+
+def test_a_transformers_config_describing_a_huge_model_is_refused(api, tmp_path):
+    from transformers import ViTConfig
+
+    ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=4_000_000_000,
+              image_size=32, patch_size=8).save_pretrained(tmp_path)
+    repo = _repo(api, {"config.json": tmp_path / "config.json", "model.safetensors": ZOO_MODEL / "model.safetensors"})
+    with pytest.raises(ModelLoadError, match="above the limit of 2,000,000,000"):
+        load_backbone(repo, device="cpu")

@@ -11,7 +11,10 @@ import PIL.Image
 import torch
 from torch import nn
 
-__all__ = ["Backbone", "TorchBackbone"]
+from ..constants import max_parameters
+from ..errors import ModelLoadError
+
+__all__ = ["Backbone", "TorchBackbone", "check_model_size"]
 
 
 class Backbone(ABC):
@@ -121,3 +124,22 @@ class TorchBackbone(Backbone):
             t = tensor.detach().to("cpu").contiguous()
             digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
             digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def check_model_size(build: Callable[[], nn.Module], *, where: str) -> None:
+    """Refuse a model its untrusted config makes larger than :func:`~hf_spider.constants.max_parameters`,
+    counted on an instance ``build`` makes without memory (called under accelerate's ``init_empty_weights``).
+
+    A config that cannot be built that way is not judged here: the library's own load then decides.
+    """
+    from accelerate import init_empty_weights
+
+    try:
+        with init_empty_weights(include_buffers=True):
+            model = build()
+    except Exception:  # an architecture that cannot be built empty
+        return
+    count, limit = sum(p.numel() for p in model.parameters()), max_parameters()
+    if count > limit:
+        raise ModelLoadError(f"{where}: its config describes a model of {count:,} parameters, above the limit of "
+                             f"{limit:,} (set HF_SPIDER_MAX_PARAMETERS to allow more)")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelLoadError, UnsafeArtifactError
-from ._base import TorchBackbone
+from ._base import TorchBackbone, check_model_size
 from ._registry import register_library
 from ._source import PICKLE_SUFFIXES, ModelSource
 
@@ -34,7 +34,21 @@ def _is_timm(config: dict[str, Any]) -> bool:
 @register_library("timm", detect=_is_timm)
 def load_timm(source: ModelSource, config: dict[str, Any], *, allow_pickle: bool = False, **_: Any) -> TimmBackbone:
     _check_weights_file(source, config, allow_pickle=allow_pickle)
+    _check_size(source, config)
     return _create(source.timm_spec, model_id=source.name, revision=source.revision)
+
+
+def _check_size(source: ModelSource, config: dict[str, Any]) -> None:
+    """The model the config describes, built without memory, is within the parameter limit."""
+    import timm
+
+    cfg = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+    architecture, args = config.get("architecture"), config.get("model_args") or {}
+    num_classes = config.get("num_classes", cfg.get("num_classes"))
+    if not isinstance(architecture, str) or not isinstance(args, dict):
+        return  # timm refuses those itself
+    kwargs = {**args, **({"num_classes": num_classes} if num_classes is not None else {})}
+    check_model_size(lambda: timm.create_model(architecture, pretrained=False, **kwargs), where=source.where)
 
 
 def _check_weights_file(source: ModelSource, config: dict[str, Any], *, allow_pickle: bool) -> None:

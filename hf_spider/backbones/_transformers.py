@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 
 from ..errors import ModelLoadError, UnsafeArtifactError
-from ._base import TorchBackbone
+from ._base import TorchBackbone, check_model_size
 from ._registry import register_library
 from ._source import ModelSource
 
@@ -56,7 +56,7 @@ def _is_transformers(config: dict[str, Any]) -> bool:
 @register_library("transformers", detect=_is_transformers)
 def load_transformers(source: ModelSource, config: dict[str, Any], *, trust_remote_code: bool = False,
                       allow_pickle: bool = False) -> TransformersBackbone:
-    from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
     if config.get("auto_map") and not trust_remote_code:
         raise UnsafeArtifactError(
@@ -69,6 +69,8 @@ def load_transformers(source: ModelSource, config: dict[str, Any], *, trust_remo
     # allow_pickle was checked against the file list: only fall back to pickle when no safetensors exist
     kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": trust_remote_code,
                               "use_safetensors": None if allow_pickle else True}
+    check_model_size(lambda: auto.from_config(AutoConfig.from_pretrained(source.name, revision=source.revision)),
+                     where=source.where)
     try:
         model = auto.from_pretrained(source.name, **kwargs)
         processor = AutoImageProcessor.from_pretrained(source.name, revision=source.revision,
