@@ -77,7 +77,8 @@ def test_allow_pickle_still_refuses_code_in_a_pickle(api, marker):
 def test_a_config_describing_a_huge_model_is_refused_before_any_allocation(api, monkeypatch):
     config = json.loads((ZOO_MODEL / "config.json").read_text())
     config["num_classes"] = config["pretrained_cfg"]["num_classes"] = 2_000_000_000  # a 1e12-parameter head
-    repo = _repo(api, {"config.json": json.dumps(config).encode(), "model.safetensors": ZOO_MODEL / "model.safetensors"})
+    weights = ZOO_MODEL / "model.safetensors"
+    repo = _repo(api, {"config.json": json.dumps(config).encode(), "model.safetensors": weights})
     with pytest.raises(ModelLoadError, match=r"describes a model of [\d,]+ parameters, above the limit of "
                                              r"2,000,000,000 \(set HF_SPIDER_MAX_PARAMETERS to allow more\)"):
         load_backbone(repo, device="cpu")

@@ -226,3 +226,35 @@ def test_a_dataset_alias_missing_from_the_hub_says_what_it_stands_for(hub):
 
     assert str(result.exception) == (f"'cifar100' stands for the Hub dataset 'uoft-cs/cifar100', which is not on the "
                                      f"Hub at {constants.ENDPOINT} (or it is gated: log in with `hf auth login`)")
+
+
+def test_an_unloadable_candidate_gives_its_rerank_place_to_the_next(api):
+    """select --rerank K: a candidate that cannot be loaded is skipped with its reason, the next one is re-scored
+    in its place, and neither the embedder nor the spider path aborts."""
+    import torch
+
+    from hf_spider.demo import publish_zoo
+    from hf_spider.spider import SpiderRanker
+
+    baseline, repos = publish_zoo(["resnet10-glyphs", "mnv3-glyphs"], org="rerank-tests")  # precomputed vectors
+    task = load_task(str(FIXTURES / "digits-mini"), split="test")
+    first = select_models(task, baseline=baseline, author="rerank-tests", progress=False).candidates[0].repo_id
+    api.delete_file("model.safetensors", repo_id=first)  # now pickle-only: refused without allow_pickle
+    api.upload_file(path_or_fileobj=b"not loaded", path_in_repo="pytorch_model.bin", repo_id=first)
+
+    reranked = select_models(task, baseline=baseline, author="rerank-tests", rerank=1, progress=False)
+    assert reranked.skipped == {first: f"{first}@{api.model_info(first).sha[:8]} only has pickle weights "
+                                       "(pytorch_model.bin), which can run arbitrary code when loaded; pass "
+                                       "allow_pickle=True if you trust this repo"}
+    assert reranked.forward_passes == 1 and [c.repo_id for c in reranked.candidates] == [
+        r for r in repos if r != first]
+    assert reranked.candidates[0].rerank_score is not None
+
+    torch.manual_seed(0)
+    widths = sorted({load_backbone(str(ZOO / m)).feature_dim for m in ("resnet10-glyphs", "mnv3-glyphs")})
+    ranker = SpiderRanker(encoder=baseline, encoder_dim=128, dim=32, baseline=baseline, specific_widths=widths,
+                          token_source="embedding", embedding_dim=128).eval()  # resnet18-all-mix: N = 128
+    spider = select_models(task, method="spider", ranker=ranker, baseline=baseline, author="rerank-tests", rerank=2,
+                           progress=False)
+    assert first in spider.skipped and first not in [c.repo_id for c in spider.candidates]
+    assert spider.forward_passes == 1  # the budget went to the one that loads

@@ -14,10 +14,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from huggingface_hub.errors import HfHubHTTPError
+
 from ..errors import HfSpiderError
 from .retry import with_retries
 
-__all__ = ["HubModel", "describe_models", "failure_reason", "list_candidates"]
+__all__ = ["CANDIDATE_ERRORS", "HubModel", "describe_models", "failure_reason", "list_candidates"]
+
+#: What one candidate's failure raises (missing, gated, unsafe, unloadable, unreachable): it is skipped with
+#: :func:`failure_reason`, and the others are ranked.
+CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)
 
 TIMEOUT = 10.0  # seconds per API call (huggingface_hub's own default for downloads)
 
@@ -45,8 +51,6 @@ def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeou
                     max_workers: int = 8) -> tuple[list[HubModel], dict[str, str]]:
     """Each Hub repo's commit, parameter count and downloads, concurrently: ``(described, skipped)``, with
     the reason each skipped repo could not be described. Ids may carry a revision (``org/name@rev``)."""
-    from huggingface_hub.errors import HfHubHTTPError
-
     described: list[HubModel] = []
     skipped: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
@@ -54,7 +58,7 @@ def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeou
     for repo_id, future in futures.items():
         try:
             described.append(future.result())
-        except (HfHubHTTPError, HfSpiderError) as exc:
+        except CANDIDATE_ERRORS as exc:
             skipped[repo_id] = failure_reason(exc)
     return described, skipped
 

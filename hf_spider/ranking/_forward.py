@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .. import scores
 from ..backbones import load_backbone, parse_model_id
-from ..errors import HfSpiderError, InvalidInputError
+from ..errors import InvalidInputError
 from ..features import extract_features
-from ..hub.candidates import HubModel, describe_models, failure_reason, list_candidates
+from ..hub.candidates import CANDIDATE_ERRORS, HubModel, describe_models, failure_reason, list_candidates
 from ..tasks import Task
 from ._result import Candidate, Selection, rank_by_prior, timed
 
@@ -103,7 +103,6 @@ def _score(task: Task, candidates: Sequence[Candidate], revisions: dict[str, str
            skipped: dict[str, str], *, progress: bool) -> list[Candidate]:
     """One forward pass and ``score`` per candidate; the failures go to ``skipped``. Prints the estimated time
     first (parameters × images at :data:`SECONDS_PER_PARAMETER_IMAGE`), then corrects it by what it measures."""
-    from huggingface_hub.errors import HfHubHTTPError
     from tqdm.auto import tqdm
 
     needs_probs = "source_probs" in scores.info(score).needs
@@ -123,7 +122,7 @@ def _score(task: Task, candidates: Sequence[Candidate], revisions: dict[str, str
             candidate.score = scores.score(score, features=f.features, labels=task.labels,
                                            source_probs=f.source_probs, regression=task.regression)
             scored.append(candidate)
-        except (HfSpiderError, HfHubHTTPError, OSError) as exc:
+        except CANDIDATE_ERRORS as exc:
             skipped[candidate.repo_id] = failure_reason(exc)
         spent, done = spent + time.perf_counter() - tick, done + units
         rate = spent / done

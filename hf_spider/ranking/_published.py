@@ -24,7 +24,8 @@ from ..backbones import load_backbone, model_key
 from ..embedder import embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
 from ..errors import InvalidInputError, ModelLoadError
-from ..features import cached_features, extract_features
+from ..features import Features, cached_features, extract_features
+from ..hub.candidates import CANDIDATE_ERRORS, failure_reason
 from ..hub.embeddings import COMPATIBILITY_KEYS
 from ..hub.scan import scan
 from ..spider.hub import load_ranker
@@ -133,34 +134,49 @@ def select_models(
     with timed(timings, "sweep"):
         embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
 
-    def own_features(repo: str, with_source_probs: bool = False):  # one forward pass of a candidate
-        return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
-                                with_source_probs=with_source_probs, progress=progress)
+    def own_features(repo: str, with_source_probs: bool = False) -> Features | None:
+        """One forward pass of a candidate; ``None`` (and the reason in ``skipped``) when it cannot be run."""
+        try:
+            with timed(timings, "rerank"):
+                return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
+                                        with_source_probs=with_source_probs, progress=progress)
+        except CANDIDATE_ERRORS as exc:
+            skipped[repo] = failure_reason(exc)
+            return None
 
     if method == "embedder":
         for repo, value in embedder_scores.items():
             candidates[repo].score = value
         ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
-        k = min(rerank, len(ranked))
         needs_probs = "source_probs" in scores.info(rerank_score).needs
-        for c in ranked[:k]:
-            with timed(timings, "rerank"):
-                f = own_features(c.repo_id, needs_probs)
+        rescored: list[Candidate] = []
+        for c in ranked:  # the top k that can be run: one that cannot gives its place to the next
+            if len(rescored) == rerank:
+                break
+            if (f := own_features(c.repo_id, needs_probs)) is not None:
                 c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
                                               source_probs=f.source_probs, regression=task.regression)
-        ranked[:k] = sorted(ranked[:k], key=lambda c: (-c.rerank_score, c.repo_id))
+                rescored.append(c)
+        ranked = sorted(rescored, key=lambda c: (-c.rerank_score, c.repo_id)) + [
+            c for c in ranked if c not in rescored and c.repo_id not in skipped]
+        k = len(rescored)
         label = "embedder" + (f"+rerank({rerank_score}, k={k})" if k else "")
     else:
+        def own(repo: str) -> np.ndarray | None:
+            f = own_features(repo)
+            return None if f is None else f.features
+
         with timed(timings, "spider"):
             ranked, k = _spider_rank(ranker, method, task, baseline, task_features, entries, candidates,
-                                     embedder_scores, rerank, lambda repo: own_features(repo).features, progress)
+                                     embedder_scores, rerank, own, progress)
+        ranked = [c for c in ranked if c.repo_id not in skipped]
         label = method + (f"+rerank(k={k})" if k else "")
     return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped, timings)
 
 
 def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, baseline_features: np.ndarray,
                  entries: list, candidates: dict[str, Candidate], embedder_scores: dict[str, float], rerank: int,
-                 own_features: Callable[[str], np.ndarray], progress: bool) -> tuple[list[Candidate], int]:
+                 own_features: Callable[[str], np.ndarray | None], progress: bool) -> tuple[list[Candidate], int]:
     """Model Spider's ranking of the candidates with a model token, re-ranking the top ``rerank``.
 
     ``spider+embedder`` orders by the mean of the two methods' ranks (Borda; ties by the spider's

@@ -52,7 +52,8 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
         labels: the task's labels (real targets with ``regression``; they are binned).
         models / embeddings: the candidates' ids (table tokens) or embedding vectors ``[M, N]``.
         rerank: forward-pass budget k; ``candidate_features(i)`` returns candidate i's own features of
-            the task ``[n, d_i]`` (one forward pass). Only the order inside the top k changes; a
+            the task ``[n, d_i]`` (one forward pass), or ``None`` when it cannot be run: the next candidate
+            then takes its place in the budget. Only the order among the re-scored candidates changes; a
             candidate whose feature width has no trained projection keeps its place.
         combine_with: another method's scores of the same candidates (higher is better): the order
             before re-ranking is then the mean of both rankings (Borda), ties by the ranker's score.
@@ -73,17 +74,23 @@ def rank_models(ranker: SpiderRanker, encoder_features: np.ndarray, labels: np.n
     if rerank > 0:
         if candidate_features is None:
             raise InvalidInputError("re-ranking needs candidate_features (the candidates' own features)")
-        specific = {}
-        for i in order[:rerank]:
+        specific, passes = {}, 0
+        for i in order:
+            if passes == rerank:
+                break
             f = candidate_features(int(i))
+            if f is None:  # the candidate could not be run: the next one takes its place in the budget
+                continue
+            passes += 1
             if f.shape[1] in ranker.specific_widths:
                 specific[int(i)] = class_means(f, labels, regression=regression)
         if specific:
             new = ranker(general, theta, specific, regression=regression).numpy()
             rescored = {i: float(new[i]) for i in specific}
-            slots = [p for p, i in enumerate(order[:rerank]) if int(i) in rescored]
+            slots = [p for p, i in enumerate(order) if int(i) in rescored]
             order[slots] = sorted(rescored, key=lambda i: -rescored[i])
-    return SpiderRanking(order, scores, rescored, forward_passes=min(rerank, len(order)))
+        return SpiderRanking(order, scores, rescored, forward_passes=passes)
+    return SpiderRanking(order, scores, rescored)
 
 
 def order_to_scores(order: np.ndarray) -> np.ndarray:
