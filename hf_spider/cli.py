@@ -56,12 +56,23 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        envvar="HF_SPIDER_TIMEOUT", help="Seconds without an answer before a call to the Hub fails (default 30).",
+        show_default=False)] = None,
     version: Annotated[
         bool | None,
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
     _state["verbose"] = verbose
+    from huggingface_hub.utils import logging as hub_logging
+
+    from .hub.retry import configure_timeout
+
+    if not verbose:  # its retry warnings would bury the one line an error gets; --verbose shows them
+        hub_logging.set_verbosity_error()
+
+    _state["timeout"] = configure_timeout(timeout)
 
 
 @hub_app.command("serve")
@@ -592,13 +603,16 @@ def known_error_message(error: Exception) -> str | None:
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .errors import HfSpiderError
+    from .errors import HfSpiderError, HubUnavailableError
     from .hub.retry import transport_errors
 
     if format_known_exception is not None and isinstance(error, HfHubHTTPError):
         return format_known_exception(error)
+    where = f"{constants.ENDPOINT}, timeout {_state['timeout']:g} s" if "timeout" in _state else constants.ENDPOINT
     if isinstance(error, transport_errors()):
-        return f"cannot reach the Hub at {constants.ENDPOINT}: {error} (offline? set HF_ENDPOINT to a local Hub)"
+        return f"cannot reach the Hub at {where}: {error} (offline? set HF_ENDPOINT to a local Hub)"
+    if isinstance(error, HubUnavailableError):
+        return f"the Hub at {where} did not answer: {error}"
     if isinstance(error, HfSpiderError | HfHubHTTPError | ValueError | OSError):
         return str(error).strip() or type(error).__name__
     return None

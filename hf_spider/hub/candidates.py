@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from huggingface_hub.errors import HfHubHTTPError
 
-from ..errors import HfSpiderError
+from ..errors import HfSpiderError, HubUnavailableError
 from .retry import with_retries
 
 __all__ = ["CANDIDATE_ERRORS", "HubModel", "describe_models", "failure_reason", "list_candidates"]
@@ -24,9 +24,6 @@ __all__ = ["CANDIDATE_ERRORS", "HubModel", "describe_models", "failure_reason", 
 #: What one candidate's failure raises (missing, gated, unsafe, unloadable, unreachable): it is skipped with
 #: :func:`failure_reason`, and the others are ranked.
 CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)
-
-TIMEOUT = 10.0  # seconds per API call (huggingface_hub's own default for downloads)
-
 
 @dataclass
 class HubModel:
@@ -47,7 +44,7 @@ def list_candidates(*, filter: str | None = None, author: str | None = None, sea
         filter=filter, author=author, search=search, limit=limit, sort="downloads")], what="listing the models")
 
 
-def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeout: float = TIMEOUT,
+def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeout: float | None = None,
                     max_workers: int = 8) -> tuple[list[HubModel], dict[str, str]]:
     """Each Hub repo's commit, parameter count and downloads, concurrently: ``(described, skipped)``, with
     the reason each skipped repo could not be described. Ids may carry a revision (``org/name@rev``)."""
@@ -58,12 +55,14 @@ def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeou
     for repo_id, future in futures.items():
         try:
             described.append(future.result())
+        except HubUnavailableError:
+            raise  # the Hub is down, not this candidate
         except CANDIDATE_ERRORS as exc:
             skipped[repo_id] = failure_reason(exc)
     return described, skipped
 
 
-def _describe(repo_id: str, *, token: str | None, timeout: float) -> HubModel:
+def _describe(repo_id: str, *, token: str | None, timeout: float | None) -> HubModel:
     from huggingface_hub import HfApi
 
     name, _, revision = repo_id.partition("@")

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from ..errors import HubUnavailableError
 
-__all__ = ["ATTEMPTS", "is_transient", "transport_errors", "with_retries"]
+__all__ = ["ATTEMPTS", "DEFAULT_TIMEOUT", "configure_timeout", "is_transient", "transport_errors", "with_retries"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,14 +31,57 @@ ATTEMPTS = 4
 BASE_WAIT, MAX_WAIT = 1.0, 8.0  # seconds; huggingface_hub's http_backoff schedule
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut short: the retries stay bounded in time
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # huggingface_hub's default retry status codes
+DEFAULT_TIMEOUT = 30.0  # seconds without an answer before a call to the Hub fails (then is retried)
+_budget = {"seconds": 4 * DEFAULT_TIMEOUT}  # no new attempt starts after this; configure_timeout sets it
 
 
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Timeouts, network errors and dropped or cut connections of huggingface_hub's HTTP library."""
+def configure_timeout(seconds: float | None = None) -> float:
+    """Give every call huggingface_hub makes a timeout: API calls (its HTTP client waits forever by default, and
+    many calls pass ``timeout=None``) through a request hook on the client it builds (``set_client_factory``),
+    and downloads (``HF_HUB_DOWNLOAD_TIMEOUT``, ``HF_HUB_ETAG_TIMEOUT``). ``seconds`` defaults to
+    ``$HF_SPIDER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`. The CLI calls this for every command (``--timeout``).
+    Retries of :func:`with_retries` then stop starting after four times that. Returns the timeout set."""
+    import os
+
+    from huggingface_hub import constants, set_client_factory
+
+    from ..constants import positive_int_env
+
+    seconds = float(seconds or positive_int_env("HF_SPIDER_TIMEOUT", int(DEFAULT_TIMEOUT)))
+    try:  # huggingface_hub's own client (its request hooks), plus ours
+        from huggingface_hub.utils._http import default_client_factory
+    except ImportError:  # a private name: without it, a plain client of the same library
+        default_client_factory = lambda: _httpx().Client(follow_redirects=True)
+
+    def bound(request) -> None:  # huggingface_hub passes timeout=None to many calls: that means "wait forever"
+        limits = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: seconds if limits.get(k) is None else limits[k]
+                                         for k in ("connect", "read", "write", "pool")}
+
+    def client_factory():
+        client = default_client_factory()
+        client.event_hooks = {**client.event_hooks, "request": [*client.event_hooks.get("request", []), bound]}
+        return client
+
+    set_client_factory(client_factory)
+    _budget["seconds"] = 4 * seconds
+    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = os.environ["HF_HUB_ETAG_TIMEOUT"] = str(int(seconds))  # for later imports
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = int(seconds)
+    return seconds
+
+
+def _httpx():
+    """huggingface_hub's HTTP library."""
     try:
         from huggingface_hub.utils import httpx  # httpx2 under huggingface_hub 2, httpx under 1.30+
     except ImportError:  # huggingface_hub 1.0 - 1.29 use httpx
         import httpx
+    return httpx
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Timeouts, network errors and dropped or cut connections of huggingface_hub's HTTP library."""
+    httpx = _httpx()
     return httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError
 
 
@@ -90,7 +133,8 @@ def _describe(error: BaseException) -> str:
 def with_retries(
     call: Callable[[], T], *, what: str, attempts: int = ATTEMPTS, landed: Callable[[], T | None] | None = None,
 ) -> T:
-    """``call()``, retried on transient failures up to ``attempts`` times in all.
+    """``call()``, retried on transient failures up to ``attempts`` times in all, none starting later than 4 times
+    the Hub timeout after the first (:func:`configure_timeout`).
 
     Args:
         call: the whole operation (a listing, a download, an API call).
@@ -103,7 +147,7 @@ def with_retries(
         HubUnavailableError: every attempt failed transiently.
         The call's own error when it is not transient.
     """
-    attempt = 0
+    attempt, start = 0, time.monotonic()
     while True:
         attempt += 1
         try:
@@ -117,8 +161,9 @@ def with_retries(
                     return result
             if not transient:
                 raise
-            if attempt >= attempts:
-                raise HubUnavailableError(f"{what} failed after {attempts} attempts: {_describe(error)}") from error
             wait = _wait(error, attempt)
+            if attempt >= attempts or time.monotonic() - start + wait > _budget["seconds"]:
+                raise HubUnavailableError(f"{what} failed after {attempt} attempt{'s' * (attempt > 1)}: "
+                                          f"{_describe(error)}") from error
             logger.info("%s failed (%s); retrying in %.0f s [%d/%d]", what, _describe(error), wait, attempt, attempts)
             time.sleep(wait)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import scores
 from ..backbones import load_backbone, parse_model_id
-from ..errors import InvalidInputError
+from ..errors import HubUnavailableError, InvalidInputError
 from ..features import extract_features
 from ..hub.candidates import CANDIDATE_ERRORS, HubModel, describe_models, failure_reason, list_candidates
 from ..tasks import Task
@@ -122,6 +122,8 @@ def _score(task: Task, candidates: Sequence[Candidate], revisions: dict[str, str
             candidate.score = scores.score(score, features=f.features, labels=task.labels,
                                            source_probs=f.source_probs, regression=task.regression)
             scored.append(candidate)
+        except HubUnavailableError:
+            raise  # the Hub is down, not this candidate
         except CANDIDATE_ERRORS as exc:
             skipped[candidate.repo_id] = failure_reason(exc)
         spent, done = spent + time.perf_counter() - tick, done + units

@@ -23,7 +23,7 @@ from .. import scores
 from ..backbones import load_backbone, model_key
 from ..embedder import embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
-from ..errors import InvalidInputError, ModelLoadError
+from ..errors import HubUnavailableError, InvalidInputError, ModelLoadError
 from ..features import Features, cached_features, extract_features
 from ..hub.candidates import CANDIDATE_ERRORS, failure_reason
 from ..hub.embeddings import COMPATIBILITY_KEYS
@@ -140,6 +140,8 @@ def select_models(
             with timed(timings, "rerank"):
                 return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
                                         with_source_probs=with_source_probs, progress=progress)
+        except HubUnavailableError:
+            raise  # the Hub is down, not this candidate
         except CANDIDATE_ERRORS as exc:
             skipped[repo] = failure_reason(exc)
             return None
