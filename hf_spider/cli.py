@@ -44,7 +44,7 @@ Token = Annotated[str | None, typer.Option(
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
-_state = {"verbose": False}
+_state: dict = {"verbose": False, "timeout_option": None}
 
 
 def _version_callback(value: bool) -> None:
@@ -55,6 +55,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
     timeout: Annotated[float | None, typer.Option(
         envvar="HF_SPIDER_TIMEOUT", help="Seconds without an answer before a call to the Hub fails (default 30).",
@@ -64,15 +65,21 @@ def _root(
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
     ] = None,
 ) -> None:
-    _state["verbose"] = verbose
+    _state.update(verbose=verbose, timeout_option=timeout)
+    if ctx.invoked_subcommand != "demo":  # the demo points the Hub clients at its own Hub before importing them
+        _configure_hub_client()
+
+
+def _configure_hub_client() -> None:
+    """The ``--timeout`` on every Hub call; huggingface_hub's retry warnings only with ``--verbose`` (they would
+    bury the one line an error gets)."""
     from huggingface_hub.utils import logging as hub_logging
 
     from .hub.retry import configure_timeout
 
-    if not verbose:  # its retry warnings would bury the one line an error gets; --verbose shows them
+    if not _state["verbose"]:
         hub_logging.set_verbosity_error()
-
-    _state["timeout"] = configure_timeout(timeout)
+    _state["timeout"] = configure_timeout(_state["timeout_option"])
 
 
 @hub_app.command("serve")
@@ -527,6 +534,7 @@ def demo(
 
     torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
     with local_hub(root) as url:
+        _configure_hub_client()
         if json_output:
             console.print_json(data=run_demo(out, models=model).to_json())
             return
