@@ -4,7 +4,8 @@
    the Hub's safetensors summary; for ONNX, the file size) and then its download count. A benchmark critique
    (Singh, Hess & Vanschoren, ICLR 2026) found such an ordering hard to beat, so every row shows its prior rank.
 2. A forward-based score (LogME by default, any registered score) re-orders the prior's top ``rerank``
-   candidates, or all of them: one forward pass of each over the task.
+   candidates, or all of them: one forward pass of each over the task. A candidate that cannot be run gives
+   its place in the budget to the next.
 
 A candidate that cannot be described, downloaded, loaded or scored is reported in ``skipped`` with the reason;
 the others are ranked.
@@ -65,10 +66,10 @@ def rank_candidates(
     budget = len(candidates) if rerank is None else min(rerank, len(candidates))
     revisions = {m.repo_id: m.sha for m in described}
     with timed(timings, "forward"):
-        scored = _score(task, candidates[:budget], revisions, score, skipped, progress=progress)
-    ranked = sorted(scored, key=lambda c: (-c.score, c.repo_id)) + candidates[budget:]
-    ranked = [c for c in ranked if c.repo_id not in skipped]
-    return Selection(ranked, f"prior+{score}(k={budget})" if budget else "prior", len(scored),
+        scored = _score(task, candidates, budget, revisions, score, skipped, progress=progress)
+    ranked = sorted(scored, key=lambda c: (-c.score, c.repo_id)) + [
+        c for c in candidates if c.score is None and c.repo_id not in skipped]
+    return Selection(ranked, f"prior+{score}(k={len(scored)})" if scored else "prior", len(scored),
                      time.perf_counter() - start, skipped=skipped, timings=timings)
 
 
@@ -99,36 +100,41 @@ def _describe_folder(model_id: str, folder: Path) -> HubModel:
     return HubModel(model_id, parameters=total)
 
 
-def _score(task: Task, candidates: Sequence[Candidate], revisions: dict[str, str | None], score: str,
+def _score(task: Task, candidates: Sequence[Candidate], budget: int, revisions: dict[str, str | None], score: str,
            skipped: dict[str, str], *, progress: bool) -> list[Candidate]:
-    """One forward pass and ``score`` per candidate; the failures go to ``skipped``. Prints the estimated time
-    first (parameters × images at :data:`SECONDS_PER_PARAMETER_IMAGE`), then corrects it by what it measures."""
+    """One forward pass and ``score`` for each of the first ``budget`` candidates that can be run: one that fails
+    goes to ``skipped`` and the next takes its place. Prints the estimated time first (parameters × images at
+    :data:`SECONDS_PER_PARAMETER_IMAGE`), then corrects it by what it measures."""
     from tqdm.auto import tqdm
 
     needs_probs = "source_probs" in scores.info(score).needs
     typical = _median([c.parameters for c in candidates if c.parameters]) or 10_000_000
-    work = [(c.parameters or typical) * len(task) for c in candidates]
+    work = {c.repo_id: (c.parameters or typical) * len(task) for c in candidates}
+    planned = sum(work[c.repo_id] for c in candidates[:budget])
     rate, spent, done = SECONDS_PER_PARAMETER_IMAGE, 0.0, 0.0
-    bar = tqdm(total=len(candidates), desc=f"{score} on each candidate", disable=not progress or not candidates)
-    if candidates and progress:
-        bar.write(f"{score}: {len(candidates)} candidates × {len(task)} images, about "
-                  f"{_duration(rate * sum(work))} (from parameter counts; corrected as it runs)")
+    bar = tqdm(total=budget, desc=f"{score} on each candidate", disable=not progress or not budget)
+    if budget and progress:
+        bar.write(f"{score}: {budget} candidates × {len(task)} images, about {_duration(rate * planned)} "
+                  "(from parameter counts; corrected as it runs)")
     scored = []
-    for candidate, units in zip(candidates, work, strict=True):
+    for candidate in candidates:
+        if len(scored) == budget:
+            break
         tick = time.perf_counter()
         try:
             backbone = load_backbone(candidate.repo_id, revision=revisions[candidate.repo_id])
             f = extract_features(backbone, task, with_source_probs=needs_probs, progress=False)
             candidate.score = scores.score(score, features=f.features, labels=task.labels,
                                            source_probs=f.source_probs, regression=task.regression)
-            scored.append(candidate)
         except HubUnavailableError:
             raise  # the Hub is down, not this candidate
         except CANDIDATE_ERRORS as exc:
             skipped[candidate.repo_id] = failure_reason(exc)
-        spent, done = spent + time.perf_counter() - tick, done + units
+            continue
+        scored.append(candidate)
+        spent, done = spent + time.perf_counter() - tick, done + work[candidate.repo_id]
         rate = spent / done
-        bar.set_postfix_str(f"about {_duration(rate * (sum(work) - done))} left")
+        bar.set_postfix_str(f"about {_duration(rate * max(planned - done, 0.0))} left")
         bar.update()
     bar.close()
     return scored
