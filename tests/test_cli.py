@@ -109,6 +109,29 @@ def test_hub_serve_survives_a_restart(tmp_path: Path):
         proc.wait(timeout=30)
 
 
+def test_a_second_server_on_the_same_root_refuses_to_start_and_names_the_first(tmp_path: Path):
+    """Two writers on one root each answered 200 to commits, and a restart kept only one writer's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "hubdata"
+    first = _serve(root, port)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}", first)
+        second = subprocess.run([*CLI, "hub", "serve", "--root", str(root), "--port", "0"], capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert second.returncode == 1
+        assert second.stderr.strip() == (f"Error: {root.resolve()} is in use by another Hub server (pid {first.pid}); "
+                                         "stop it or choose another root")
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    from hf_spider.hub.server import LocalHub
+
+    with LocalHub(root):  # released when the first one stopped
+        pass
+
+
 def test_select_refuses_unknown_names_before_any_work():
     """A misspelt score or method is refused with the closest name before the dataset is even looked at."""
     from typer.testing import CliRunner

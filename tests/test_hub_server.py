@@ -219,6 +219,7 @@ def test_a_crash_mid_commit_leaves_the_previous_revision(tmp_path: Path, monkeyp
         storage.commit(repo, [Operation("add", "f.txt", b"v2"), Operation("add", "g.txt", b"new")], title="v2")
     monkeypatch.undo()
 
+    storage.close()  # the crashed server is gone
     reopened = HubStorage(tmp_path / "hub")  # what a restarted server sees
     head = reopened.resolve(reopened.get("model", "org/atomic"), "main")
     assert head.oid == before.oid

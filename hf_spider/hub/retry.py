@@ -38,15 +38,17 @@ _budget = {"seconds": 4 * DEFAULT_TIMEOUT}  # no new attempt starts after this; 
 def configure_timeout(seconds: float | None = None) -> float:
     """Give every call huggingface_hub makes a timeout: API calls (its HTTP client waits forever by default, and
     many calls pass ``timeout=None``) through a request hook on the client it builds (``set_client_factory``),
-    and downloads (``HF_HUB_DOWNLOAD_TIMEOUT``, ``HF_HUB_ETAG_TIMEOUT``). ``seconds`` defaults to
-    ``$HF_SPIDER_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`. The CLI calls this for every command (``--timeout``).
-    Retries of :func:`with_retries` then stop starting after four times that. Returns the timeout set."""
+    and, when a timeout is given (``seconds`` or ``$HF_SPIDER_TIMEOUT``), downloads too (``HF_HUB_DOWNLOAD_TIMEOUT``,
+    ``HF_HUB_ETAG_TIMEOUT``); without one, API calls get :data:`DEFAULT_TIMEOUT`. The CLI calls this for every
+    command (``--timeout``). Retries of :func:`with_retries` then stop starting after four times that. Returns the
+    timeout set."""
     import os
 
     from huggingface_hub import constants, set_client_factory
 
     from ..constants import positive_int_env
 
+    explicit = seconds is not None or bool(os.environ.get("HF_SPIDER_TIMEOUT", "").strip())
     seconds = float(seconds or positive_int_env("HF_SPIDER_TIMEOUT", int(DEFAULT_TIMEOUT)))
     try:  # huggingface_hub's own client (its request hooks), plus ours
         from huggingface_hub.utils._http import default_client_factory
@@ -65,8 +67,9 @@ def configure_timeout(seconds: float | None = None) -> float:
 
     set_client_factory(client_factory)
     _budget["seconds"] = 4 * seconds
-    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = os.environ["HF_HUB_ETAG_TIMEOUT"] = str(int(seconds))  # for later imports
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = int(seconds)
+    if explicit:  # else the download timeouts stay huggingface_hub's (10 s) or what HF_HUB_* say
+        os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = os.environ["HF_HUB_ETAG_TIMEOUT"] = str(max(1, int(seconds)))
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = max(1, int(seconds))
     return seconds
 
 

@@ -91,11 +91,19 @@ class HubServer(ThreadingHTTPServer):
         self.token = token
         self.page_size = page_size
         self.parameter_counts: dict[str, dict[str, int] | None] = {}  # by file sha256
-        super().__init__(("127.0.0.1", port), _Handler)
+        try:
+            super().__init__(("127.0.0.1", port), _Handler)
+        except OSError:  # the port is taken: release the root
+            self.storage.close()
+            raise
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.storage.close()
 
 
 def read_body(handler: BaseHTTPRequestHandler) -> bytes:

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from ..errors import HfSpiderError
+
 REPO_TYPES = ("model", "dataset", "space")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _OID_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -74,6 +76,10 @@ class BadRequest(HubStorageError):
     status = 400
 
 
+class RootInUse(HubStorageError, HfSpiderError):
+    """Another server holds the root: two writers on one root lose commits (each keeps its own heads)."""
+
+
 def utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -93,6 +99,24 @@ def parse_card_data(readme: bytes) -> dict[str, Any]:
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _lock_root(root: Path):
+    """An exclusive lock on ``root`` for this server's lifetime; :class:`RootInUse` naming the holder otherwise."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(root / "server.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = (root / "server.pid").read_text().strip()
+        except OSError:
+            holder = "unknown"
+        raise RootInUse(f"{root} is in use by another Hub server (pid {holder}); stop it or choose another root"
+                        ) from None
+    (root / "server.pid").write_text(f"{os.getpid()}\n")
+    return lock
 
 
 def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
@@ -184,6 +208,8 @@ class HubStorage:
         self._blobs = self.root / "blobs"
         self._repos = self.root / "repos"
         self._tmp = self.root / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._root_lock = _lock_root(self.root)  # before anything is read or cleaned up
         for d in (self._blobs, self._repos, self._tmp):
             d.mkdir(parents=True, exist_ok=True)
         for stale in self._tmp.iterdir():  # leftovers of a crash mid-write
@@ -191,6 +217,10 @@ class HubStorage:
         self._lock = threading.RLock()
         self._repos_state: dict[tuple[str, str], RepoState] = {}
         self._load_all()
+
+    def close(self) -> None:
+        """Release the root for another server."""
+        self._root_lock.release()
 
     # -- loading -------------------------------------------------------------------------------
     def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
