@@ -424,8 +424,11 @@ def select(
                                  score=rerank_score, rerank=budget, progress=not json_output)
     else:
         baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
-        budget = (spider.default_rerank if spider is not None else 0) if rerank is None else budget
-        result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=budget or 0,
+        if rerank is None:
+            budget = spider.default_rerank if spider is not None else 0
+        elif budget is None:  # `all`: every candidate that can be run
+            budget = sys.maxsize
+        result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=budget,
                                rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
                                progress=not json_output)
     result.timings = {"task load": loading, **result.timings}

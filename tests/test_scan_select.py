@@ -100,6 +100,9 @@ def test_select_cli_prints_json(published):
     assert set(out["skipped"]) == {f"{ORG}/broken", f"{ORG}/no-file"}
     assert set(out["timings"]) == {"task load", "scan", "baseline load", "baseline forward", "task embedding",
                                    "sweep"}
+    every = json.loads(invoke_cli("select", "--dataset", f"{ORG}/reference", "--split", "test", "--baseline",
+                                  BASELINE, "--author", ORG, "--rerank", "all", "--json").stdout)
+    assert every["forward_passes"] == 5 and all(r["rerank_score"] is not None for r in every["ranking"])
 
 
 def test_select_cli_table_few_shot(published):
