@@ -4,8 +4,9 @@ A candidate is any model repo, named by the user (``--models``) or listed by ``l
 ``--author``, ``--search``, ``--limit``), whether or not it published an embedding. What the Hub says about
 it feeds the task-agnostic prior: its parameter count (the Hub's ``safetensors`` summary, read from the
 files' headers; for an ONNX repo the size of ``model.onnx`` over 4 bytes, an estimate) and its download count.
-A repo the Hub cannot describe (missing, gated without access, unreachable) is returned with its reason,
-never raised: one bad candidate must not stop the others. Local folders are the ranking layer's business.
+A repo the Hub cannot describe (missing, gated without access) is returned with its reason, never raised: one
+bad candidate must not stop the others. A Hub that stops answering is raised (``HubUnavailableError``): that is
+no candidate's fault. Local folders are the ranking layer's business.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from .retry import with_retries
 
 __all__ = ["CANDIDATE_ERRORS", "HubModel", "describe_models", "failure_reason", "list_candidates"]
 
-#: What one candidate's failure raises (missing, gated, unsafe, unloadable, unreachable): it is skipped with
-#: :func:`failure_reason`, and the others are ranked.
+#: What one candidate's failure raises (missing, gated, unsafe, unloadable): it is skipped with
+#: :func:`failure_reason`, and the others are ranked (catch ``HubUnavailableError`` first: the Hub is down).
 CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)
+
 
 @dataclass
 class HubModel:
