@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import PIL.Image
 import torch
 
-from ..errors import ModelLoadError, UnsafeArtifactError
+from ..errors import ModelLoadError
 from ._base import Backbone
 from ._registry import detect_library, get_adapter
-from ._source import PICKLE_SUFFIXES, SAFE_SUFFIXES, ModelSource, folder_source, hub_source
+from ._source import ModelSource, check_weight_files, folder_source, hub_source
 from ._timm import load_timm_builtin
 
 __all__ = ["check_weight_files", "load_backbone", "model_key", "parse_model_id", "resolve_revision"]
@@ -98,27 +97,6 @@ def parse_model_id(model_id: str) -> tuple[Literal["hub", "local", "builtin"], s
         return "builtin", text, None
     name, _, revision = text.partition("@")
     return "hub", name, revision or None
-
-
-def check_weight_files(files: Iterable[str], *, allow_pickle: bool, where: str) -> None:
-    """Refuse pickle-only weights unless allowed; raise :class:`ModelLoadError` when there are none.
-
-    Only the top-level files count: the libraries load weights from there, and a file in a folder (an
-    ``hf_spider/*.safetensors`` embedding, say) says nothing about the weights that will be loaded.
-    """
-    names = [f for f in files if "/" not in f]
-    safe = [f for f in names if f.endswith(SAFE_SUFFIXES)]
-    pickled = [f for f in names if f.endswith(PICKLE_SUFFIXES) and not f.startswith("optimizer")]
-    if safe:
-        return
-    if pickled:
-        if allow_pickle:
-            return
-        raise UnsafeArtifactError(
-            f"{where} only has pickle weights ({', '.join(sorted(pickled))}), which can run arbitrary code "
-            "when loaded; pass allow_pickle=True if you trust this repo"
-        )
-    raise ModelLoadError(f"{where} has no weights file (.safetensors, .onnx, .bin, .pth); files: {sorted(names)}")
 
 
 def _probe_feature_dim(backbone: Backbone) -> int:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import InvalidArtifactError, ModelLoadError
+from ..errors import InvalidArtifactError, ModelLoadError, UnsafeArtifactError
 
-__all__ = ["MAX_CONFIG_BYTES", "ModelSource", "folder_source", "hub_source"]
+__all__ = ["MAX_CONFIG_BYTES", "ModelSource", "check_weight_files", "folder_source", "hub_source"]
 
 SAFE_SUFFIXES = (".safetensors", ".onnx")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".pth.tar", ".ckpt", ".pkl", ".pickle")
@@ -69,6 +70,27 @@ class ModelSource:
         if not isinstance(config, dict):
             raise ModelLoadError(f"{self.where}: config.json is not a JSON object")
         return config
+
+
+def check_weight_files(files: Iterable[str], *, allow_pickle: bool, where: str) -> None:
+    """Refuse pickle-only weights unless allowed; raise :class:`ModelLoadError` when there are none.
+
+    Only the top-level files count: the libraries load weights from there, and a file in a folder (an
+    ``hf_spider/*.safetensors`` embedding, say) says nothing about the weights that will be loaded.
+    """
+    names = [f for f in files if "/" not in f]
+    safe = [f for f in names if f.endswith(SAFE_SUFFIXES)]
+    pickled = [f for f in names if f.endswith(PICKLE_SUFFIXES) and not f.startswith("optimizer")]
+    if safe:
+        return
+    if pickled:
+        if allow_pickle:
+            return
+        raise UnsafeArtifactError(
+            f"{where} only has pickle weights ({', '.join(sorted(pickled))}), which can run arbitrary code "
+            "when loaded; pass allow_pickle=True if you trust this repo"
+        )
+    raise ModelLoadError(f"{where} has no weights file (.safetensors, .onnx, .bin, .pth); files: {sorted(names)}")
 
 
 def folder_source(folder: str | Path) -> ModelSource:

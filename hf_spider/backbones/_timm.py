@@ -10,7 +10,7 @@ import torch
 from ..errors import ModelLoadError, UnsafeArtifactError
 from ._base import TorchBackbone, check_model_size
 from ._registry import register_library
-from ._source import PICKLE_SUFFIXES, ModelSource
+from ._source import SAFE_SUFFIXES, ModelSource, check_weight_files
 
 __all__ = ["TimmBackbone", "load_timm_builtin"]
 
@@ -64,13 +64,9 @@ def _check_weights_file(source: ModelSource, config: dict[str, Any], *, allow_pi
                 "unpickle it, which can run arbitrary code: pass allow_pickle=True if you trust this repo")
         return
     weights = named or "model.safetensors"
-    if weights not in source.files and not allow_pickle:
-        pickled = sorted(f for f in source.files if "/" not in f and f.endswith(PICKLE_SUFFIXES))
-        if pickled:
-            raise UnsafeArtifactError(
-                f"{source.where} has no {weights}, only pickle weights ({', '.join(pickled)}), which can run "
-                "arbitrary code when loaded; pass allow_pickle=True if you trust this repo")
-        raise ModelLoadError(f"{source.where} has no {weights}, the weights file timm loads")
+    if weights not in source.files and not allow_pickle:  # the other safe files are not what timm loads
+        check_weight_files([f for f in source.files if not f.endswith(SAFE_SUFFIXES)], allow_pickle=False,
+                           where=source.where)
 
 
 def load_timm_builtin(name: str) -> TimmBackbone:
