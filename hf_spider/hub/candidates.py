@@ -11,8 +11,9 @@ no candidate's fault. Local folders are the ranking layer's business.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from huggingface_hub.errors import HfHubHTTPError
@@ -20,11 +21,9 @@ from huggingface_hub.errors import HfHubHTTPError
 from ..errors import HfSpiderError, HubUnavailableError
 from .retry import with_retries
 
-__all__ = ["CANDIDATE_ERRORS", "HubModel", "describe_models", "failure_reason", "list_candidates"]
+__all__ = ["HubModel", "describe_models", "failure_reason", "list_candidates", "skipped_on_failure"]
 
-#: What one candidate's failure raises (missing, gated, unsafe, unloadable): it is skipped with
-#: :func:`failure_reason`, and the others are ranked (catch ``HubUnavailableError`` first: the Hub is down).
-CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)
+_CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)  # missing, gated, unsafe, unloadable...
 
 
 @dataclass
@@ -55,13 +54,21 @@ def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeou
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         futures = {r: pool.submit(_describe, r, token=token, timeout=timeout) for r in dict.fromkeys(repo_ids)}
     for repo_id, future in futures.items():
-        try:
+        with skipped_on_failure(skipped, repo_id):
             described.append(future.result())
-        except HubUnavailableError:
-            raise  # the Hub is down, not this candidate
-        except CANDIDATE_ERRORS as exc:
-            skipped[repo_id] = failure_reason(exc)
     return described, skipped
+
+
+@contextmanager
+def skipped_on_failure(skipped: dict[str, str], repo_id: str) -> Iterator[None]:
+    """Record in ``skipped`` why the block failed for ``repo_id`` instead of raising: one missing, gated, unsafe
+    or unloadable candidate must not stop the others. A Hub that stops answering is raised: no candidate's fault."""
+    try:
+        yield
+    except HubUnavailableError:
+        raise
+    except _CANDIDATE_ERRORS as exc:
+        skipped[repo_id] = failure_reason(exc)
 
 
 def _describe(repo_id: str, *, token: str | None, timeout: float | None) -> HubModel:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from .. import scores
 from ..backbones import load_backbone, parse_model_id
-from ..errors import HubUnavailableError, InvalidInputError
+from ..errors import InvalidInputError
 from ..features import extract_features
-from ..hub.candidates import CANDIDATE_ERRORS, HubModel, describe_models, failure_reason, list_candidates
+from ..hub.candidates import HubModel, describe_models, list_candidates, skipped_on_failure
 from ..tasks import Task
 from ._result import Candidate, Selection, rank_by_prior, timed
 
@@ -121,15 +121,12 @@ def _score(task: Task, candidates: Sequence[Candidate], budget: int, revisions: 
         if len(scored) == budget:
             break
         tick = time.perf_counter()
-        try:
+        with skipped_on_failure(skipped, candidate.repo_id):
             backbone = load_backbone(candidate.repo_id, revision=revisions[candidate.repo_id])
             f = extract_features(backbone, task, with_source_probs=needs_probs, progress=False)
             candidate.score = scores.score(score, features=f.features, labels=task.labels,
                                            source_probs=f.source_probs, regression=task.regression)
-        except HubUnavailableError:
-            raise  # the Hub is down, not this candidate
-        except CANDIDATE_ERRORS as exc:
-            skipped[candidate.repo_id] = failure_reason(exc)
+        if candidate.repo_id in skipped:
             continue
         scored.append(candidate)
         spent, done = spent + time.perf_counter() - tick, done + work[candidate.repo_id]

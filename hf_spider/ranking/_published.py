@@ -23,9 +23,9 @@ from .. import scores
 from ..backbones import load_backbone, model_key
 from ..embedder import embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
-from ..errors import HubUnavailableError, InvalidInputError, ModelLoadError
+from ..errors import InvalidInputError, ModelLoadError
 from ..features import Features, cached_features, extract_features
-from ..hub.candidates import CANDIDATE_ERRORS, failure_reason
+from ..hub.candidates import skipped_on_failure
 from ..hub.embeddings import COMPATIBILITY_KEYS
 from ..hub.scan import scan
 from ..spider.hub import load_ranker
@@ -136,15 +136,10 @@ def select_models(
 
     def own_features(repo: str, with_source_probs: bool = False) -> Features | None:
         """One forward pass of a candidate; ``None`` (and the reason in ``skipped``) when it cannot be run."""
-        try:
-            with timed(timings, "rerank"):
-                return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
-                                        with_source_probs=with_source_probs, progress=progress)
-        except HubUnavailableError:
-            raise  # the Hub is down, not this candidate
-        except CANDIDATE_ERRORS as exc:
-            skipped[repo] = failure_reason(exc)
-            return None
+        with skipped_on_failure(skipped, repo), timed(timings, "rerank"):
+            return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
+                                    with_source_probs=with_source_probs, progress=progress)
+        return None
 
     if method == "embedder":
         for repo, value in embedder_scores.items():
