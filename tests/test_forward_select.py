@@ -106,6 +106,8 @@ def test_candidates_from_a_hub_query_and_refusals_before_work(zoo):
     named = rank_candidates(task, [zoo[0], "resnet18"], rerank=0, progress=False)  # a typo, not random weights
     assert [c.repo_id for c in named.candidates] == [zoo[0]]
     assert named.skipped == {"resnet18": "not a Hub repo id (org/name) or a folder"}
+    folder = rank_candidates(task, [f"local-dir:{ZOO / MODELS[0]}"], rerank=0, progress=False).candidates
+    assert [c.parameters for c in folder] == [_parameters(MODELS[0])]  # a folder's prior: its safetensors headers
     result = invoke_cli("select", "--dataset", DATASET, "--models", zoo[0], "--score", "logmee")
     assert "did you mean 'logme'" in str(result.exception)
     result = invoke_cli("select", "--dataset", DATASET, "--models", zoo[0], "--rerank", "three")

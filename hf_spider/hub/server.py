@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -30,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from .candidates import count_parameters
 from .storage import (
     BadRequest,
     Commit,
@@ -353,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
         for path, entry in commit.files.items():
             if path.endswith(".safetensors") and "/" not in path:
                 if entry.sha256 not in known:
-                    known[entry.sha256] = _count_parameters(self.server.storage.blob_path(entry))
+                    known[entry.sha256] = count_parameters(self.server.storage.blob_path(entry))
                 per_file.append(known[entry.sha256])
         if any(counts is None for counts in per_file):
             return {}
@@ -479,21 +479,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Unauthorized(HubStorageError):
     status = 401
-
-
-def _count_parameters(path: os.PathLike[str]) -> dict[str, int] | None:
-    """Parameters per dtype (``"F32"``...) from a safetensors file's header; None if it is not one."""
-    from safetensors import SafetensorError, safe_open
-
-    counts: dict[str, int] = {}
-    try:
-        with safe_open(path, framework="numpy") as f:
-            for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
-                tensor = f.get_slice(name)
-                counts[tensor.get_dtype()] = counts.get(tensor.get_dtype(), 0) + math.prod(tensor.get_shape())
-    except (SafetensorError, OSError):
-        return None
-    return counts
 
 
 def _folder_oid(commit: Commit, folder: str) -> str:

@@ -13,7 +13,6 @@ the others are ranked.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from .. import scores
 from ..backbones import load_backbone, parse_model_id
 from ..errors import InvalidInputError
 from ..features import extract_features
-from ..hub.candidates import HubModel, describe_models, list_candidates, skipped_on_failure
+from ..hub.candidates import HubModel, count_parameters, describe_models, list_candidates, skipped_on_failure
 from ..tasks import Task
 from ._result import Candidate, Selection, rank_by_prior, timed
 
@@ -87,17 +86,11 @@ def _describe(models: Sequence[str]) -> tuple[list[HubModel], dict[str, str]]:
 
 def _describe_folder(model_id: str, folder: Path) -> HubModel:
     """A local candidate's parameter count from its safetensors headers (else its ONNX file size / 4)."""
-    from safetensors import safe_open
-
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        onnx = sum(p.stat().st_size for p in folder.glob("*.onnx"))
-        return HubModel(model_id, parameters=onnx // 4 or None)
-    total = 0
-    for path in weights:
-        with safe_open(path, framework="numpy") as f:
-            total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
-    return HubModel(model_id, parameters=total)
+    counts = [count_parameters(p) for p in sorted(folder.glob("*.safetensors"))]
+    if counts and None not in counts:
+        return HubModel(model_id, parameters=sum(sum(c.values()) for c in counts))
+    onnx = sum(p.stat().st_size for p in folder.glob("*.onnx"))
+    return HubModel(model_id, parameters=onnx // 4 or None)
 
 
 def _score(task: Task, candidates: Sequence[Candidate], budget: int, revisions: dict[str, str | None], score: str,
