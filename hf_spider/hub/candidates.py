@@ -18,14 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from huggingface_hub.errors import HfHubHTTPError
-
 from ..errors import HfSpiderError, HubUnavailableError
 from .retry import with_retries
 
 __all__ = ["HubModel", "count_parameters", "describe_models", "failure_reason", "list_candidates", "skipped_on_failure"]
 
-_CANDIDATE_ERRORS = (HfSpiderError, HfHubHTTPError, OSError)  # missing, gated, unsafe, unloadable...
 
 
 @dataclass
@@ -65,11 +62,13 @@ def describe_models(repo_ids: Sequence[str], *, token: str | None = None, timeou
 def skipped_on_failure(skipped: dict[str, str], repo_id: str) -> Iterator[None]:
     """Record in ``skipped`` why the block failed for ``repo_id`` instead of raising: one missing, gated, unsafe
     or unloadable candidate must not stop the others. A Hub that stops answering is raised: no candidate's fault."""
+    from huggingface_hub.errors import HfHubHTTPError  # here: the local Hub server imports this module
+
     try:
         yield
     except HubUnavailableError:
         raise
-    except _CANDIDATE_ERRORS as exc:
+    except (HfSpiderError, HfHubHTTPError, OSError) as exc:  # missing, gated, unsafe, unloadable...
         skipped[repo_id] = failure_reason(exc)
 
 
