@@ -82,19 +82,30 @@ def _configure_hub_client() -> None:
     _state["timeout"] = configure_timeout(_state["timeout_option"])
 
 
+HubRoot = Annotated[Path, typer.Option(
+    help="Folder holding the repositories (created if missing; kept across restarts).")]
+
+
 @hub_app.command("serve")
 def hub_serve(
-    root: Annotated[Path, typer.Option(
-        help="Folder holding the repositories (created if missing; kept across restarts).")] = Path("./hubdata"),
+    root: HubRoot = Path("./hubdata"),
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8080,
-    token: Annotated[
-        str | None, typer.Option(envvar="HF_SPIDER_HUB_TOKEN", help="Token required for writes (default: open).")
-    ] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="HF_SPIDER_HUB_TOKEN", help="One token that writes every namespace (default: open).")] = None,
+    tokens: Annotated[Path | None, typer.Option(
+        envvar="HF_SPIDER_HUB_TOKENS", help="YAML/JSON file {token: {user: NAME, orgs: [ORG, ...]}}: each token "
+        "writes, and reads private repos, in its user's and orgs' namespaces only.")] = None,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body (a commit carries its files "
+                                                    "base64-encoded: 4/3 of their size).")] = 2048,
+    socket_timeout: Annotated[float, typer.Option(help="Seconds a client may stay silent mid-request.")] = 60,
 ) -> None:
     """Serve the Hub HTTP API on 127.0.0.1 so the official clients work through HF_ENDPOINT."""
-    from .hub.server import HubServer
+    from .hub.server import HubServer, load_tokens
 
-    server = HubServer(root, port=port, token=token)
+    server = HubServer(root, port=port, token=token, tokens=load_tokens(tokens) if tokens else None,
+                       max_body=int(max_body_mb * 2**20), socket_timeout=socket_timeout)
+    for where, why in server.storage.damaged.items():
+        err_console.print(f"Skipped damaged repository {where}: {escape(why)}")
     console.print(f"Local Hub serving [bold]{root.resolve()}[/] at [bold]{server.url}[/]")
     console.print(f"Point the clients at it:  export HF_ENDPOINT={server.url}")
     try:
@@ -103,6 +114,24 @@ def hub_serve(
         console.print("Stopped.")
     finally:
         server.server_close()
+
+
+@hub_app.command("gc")
+def hub_gc(root: HubRoot = Path("./hubdata")) -> None:
+    """Remove what interrupted commits and deleted repos left under a stopped server's root."""
+    from .hub.storage import HubStorage
+
+    if not (root / "repos").is_dir():
+        raise InvalidInputError(f"{root} holds no local Hub (no repos/ folder): give the --root of `hub serve`")
+    storage = HubStorage(root)
+    for where, why in storage.damaged.items():
+        err_console.print(f"Kept the files of damaged repository {where}: {escape(why)}")
+    try:
+        report = storage.gc()
+    finally:
+        storage.close()
+    console.print(f"Removed {report.commits_removed} unreachable commits and {report.blobs_removed} orphan blobs "
+                  f"({report.bytes_freed / 2**20:.1f} MiB) under {root.resolve()}")
 
 
 BUNDLED_RANKER = MICRO_ZOO / "ranker"

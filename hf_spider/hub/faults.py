@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .server import ServerThread, read_body
+from .server import DEFAULT_MAX_BODY, ServerThread, read_body
 
 __all__ = ["KINDS", "FaultyProxy"]
 
@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         proxy = self.server.proxy
-        body = read_body(self)
+        body = read_body(self, limit=DEFAULT_MAX_BODY)
         fault = proxy._draw(self.command, self.path)
         try:
             if fault is None:

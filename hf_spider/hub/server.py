@@ -10,7 +10,13 @@ clients send contents inline in the commit; there is no LFS or Xet storage proto
     >>> with LocalHub("./hubdata") as hub:          # doctest: +SKIP
     ...     os.environ["HF_ENDPOINT"] = hub.url      # before importing huggingface_hub
 
-From the shell: ``hf_spider hub serve --root ./hubdata --port 8080 [--token T]``.
+From the shell: ``hf_spider hub serve --root ./hubdata --port 8080 [--token T | --tokens tokens.yaml]``.
+
+Who may write: with neither ``token`` nor ``tokens`` the server is open (every request acts as
+``local-user``, for tests on one machine); ``token`` is one token that writes every namespace; ``tokens``
+maps each token to an :class:`Account` (a user and its orgs), which writes, and reads private repos,
+in those namespaces only. Authentication is checked before a request's body is read, bodies are
+bounded (``max_body``) and sockets time out (``socket_timeout``), so it can serve a trusted network.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from ..errors import InvalidInputError
 from .candidates import count_parameters
 from .storage import (
     BadRequest,
@@ -42,7 +50,7 @@ from .storage import (
     decode_commit_payload,
 )
 
-__all__ = ["HubServer", "LocalHub"]
+__all__ = ["Account", "HubServer", "LocalHub", "load_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,10 @@ LOCAL_USER = "local-user"
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _API_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _Route = tuple[str, re.Pattern[str], str]
+DEFAULT_MAX_BODY = 2 << 30  # bytes; a commit carries its files base64-encoded, so about 1.5 GB of files
+DEFAULT_SOCKET_TIMEOUT = 60.0  # seconds a connection may stay silent mid-request
+# Routes that change a repo: the token is checked before their body is read.
+WRITE_ROUTES = frozenset({"create_repo", "delete_repo", "preupload", "commit"})
 
 # Routes on the raw (still URL-quoted) path; revisions arrive quoted ("refs%2Fpr%2F1").
 _ROUTES: list[_Route] = [
@@ -78,6 +90,42 @@ _ROUTES: list[_Route] = [
 ]
 
 
+@dataclass(frozen=True)
+class Account:
+    """Who a token acts as: a user and its orgs, the namespaces it writes (``every_namespace``: all)."""
+
+    name: str
+    orgs: tuple[str, ...] = ()
+    every_namespace: bool = False
+
+    def can_write(self, namespace: str) -> bool:
+        return self.every_namespace or namespace == self.name or namespace in self.orgs
+
+
+OPEN_ACCOUNT = Account(LOCAL_USER, every_namespace=True)
+
+
+def load_tokens(path: str | os.PathLike[str]) -> dict[str, Account]:
+    """Read a tokens file (YAML or JSON): ``{token: {"user": name, "orgs": [org, ...]}}``."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InvalidInputError(f"Cannot read the tokens file {path}: {e}") from None
+    if not isinstance(data, dict) or not data:
+        raise InvalidInputError(f"{path}: expected a mapping of tokens to {{user: NAME, orgs: [ORG, ...]}}")
+    accounts = {}
+    for token, entry in data.items():
+        orgs = entry.get("orgs") or [] if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("user"), str) or not isinstance(orgs, list):
+            raise InvalidInputError(f"{path}: token {str(token)[:4]}… needs 'user' (a name) and optional 'orgs' "
+                                    "(a list)")
+        accounts[str(token)] = Account(entry["user"], tuple(str(o) for o in orgs))
+    return accounts
+
+
 class HubServer(ThreadingHTTPServer):
     """The HTTP server; state lives in a :class:`HubStorage` under ``root``."""
 
@@ -85,11 +133,23 @@ class HubServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, root: str | os.PathLike[str], *, port: int = 0, token: str | None = None, page_size: int = 1000
+        self,
+        root: str | os.PathLike[str],
+        *,
+        port: int = 0,
+        token: str | None = None,
+        tokens: Mapping[str, Account] | None = None,
+        page_size: int = 1000,
+        max_body: int = DEFAULT_MAX_BODY,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     ) -> None:
         self.storage = HubStorage(root)
-        self.token = token
+        self.accounts: dict[str, Account] | None = None  # None: an open server
+        if token is not None or tokens is not None:
+            self.accounts = {**(tokens or {}), **({token: OPEN_ACCOUNT} if token is not None else {})}
         self.page_size = page_size
+        self.max_body = max_body
+        self.socket_timeout = socket_timeout
         self.parameter_counts: dict[str, dict[str, int] | None] = {}  # by file sha256
         try:
             super().__init__(("127.0.0.1", port), _Handler)
@@ -104,20 +164,6 @@ class HubServer(ThreadingHTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.storage.close()
-
-
-def read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    """A request's body, whether sent with ``Content-Length`` or chunked (as the clients stream uploads)."""
-    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        chunks = []
-        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-        while handler.rfile.readline().strip():  # trailers
-            pass
-        return b"".join(chunks)
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
 
 
 _T = TypeVar("_T", bound="ServerThread")
@@ -147,12 +193,13 @@ class ServerThread:
 
 
 class LocalHub(ServerThread):
-    """Run a :class:`HubServer` in a background thread: ``with LocalHub(root) as hub: hub.url``."""
+    """Run a :class:`HubServer` in a background thread: ``with LocalHub(root) as hub: hub.url``.
 
-    def __init__(
-        self, root: str | os.PathLike[str], *, port: int = 0, token: str | None = None, page_size: int = 1000
-    ) -> None:
-        self.server = HubServer(root, port=port, token=token, page_size=page_size)
+    Keyword arguments are :class:`HubServer`'s.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], **kwargs: Any) -> None:
+        self.server = HubServer(root, **kwargs)
         super().__init__(self.server, "hf_spider-local-hub")
 
     @property
@@ -167,6 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "hf_spider-local-hub"
 
     # -- plumbing ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.timeout = self.server.socket_timeout  # a silent client releases its thread
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
@@ -186,26 +237,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self.body = read_body(self)  # always drain the body, or keep-alive connections break
+        self.body_read, self.route = False, ""
         url = urlsplit(self.path)
-        self.query = parse_qs(url.query)
-        lookup = "GET" if method == "HEAD" else method
         try:
-            for route_method, pattern, name in _ROUTES:
-                match = pattern.match(url.path)
-                if match and route_method == lookup:
-                    params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    getattr(self, f"_{name}")(**params)
-                    return
-            self._error(HTTPStatus.NOT_FOUND, f"No route for {method} {url.path}")
+            self.query = parse_qs(url.query, errors="strict")
+            self.route, params = _route(method, url.path)
+            self.account = self._account()
+            if self.route in WRITE_ROUTES:
+                self._require_writer(params.get("o"))  # before the body: a stranger's upload is never read
+            self.body = self._read_body()
+            getattr(self, f"_{self.route}")(**params)
         except HubStorageError as e:
             self._error(e.status, str(e), code=e.code)
-        except Exception as e:  # a bug in the server must not kill the connection thread silently
+        except TimeoutError:  # the client went silent mid-body: nothing sensible to answer
+            self.close_connection = True
+        except UnicodeDecodeError:
+            self._error(HTTPStatus.BAD_REQUEST, "The request is not valid UTF-8")
+        except Exception:  # a bug in the server must not kill the connection thread silently
             logger.exception("Internal error on %s %s", method, self.path)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"Internal error: {e}")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error (details in the server's log)")
+
+    def _read_body(self) -> bytes:
+        body = read_body(self, limit=self.server.max_body)
+        self.body_read = True
+        return body
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
+        if not self.body_read:  # answered before reading the body: the connection cannot be reused
+            self.close_connection = True
+            headers = {**(headers or {}), "Connection": "close"}
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -216,10 +277,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode(), headers)
+        self._send(status, json.dumps(payload, ensure_ascii=False).encode(), headers,
+                   "application/json; charset=utf-8")
 
     def _error(self, status: int, message: str, code: str | None = None) -> None:
-        headers = {"X-Error-Message": message.splitlines()[0][:300]}
+        # Headers are Latin-1 on the wire: the full message, in UTF-8, is in the body.
+        headers = {"X-Error-Message": message.splitlines()[0][:300].encode("latin-1", "replace").decode("latin-1")}
         if code:
             headers["X-Error-Code"] = code
         self._json({"error": message}, int(status), headers)
@@ -227,38 +290,55 @@ class _Handler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise BadRequest("Request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise BadRequest("Request body must be a JSON object")
         return data
 
-    def _require_write(self) -> None:
-        """Writes need the server's token when it has one; a wrong or missing token is a 401."""
-        if not self._authorized():
-            raise _Unauthorized("Invalid credentials in Authorization header")
+    def _account(self) -> Account | None:
+        """The account of the request's token; None without a (valid) one. An open server trusts everyone."""
+        if self.server.accounts is None:
+            return OPEN_ACCOUNT
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
+        for token, account in self.server.accounts.items():
+            if hmac.compare_digest(given, token.encode()):
+                return account
+        return None
 
-    def _authorized(self) -> bool:
-        expected = self.server.token
-        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        return expected is None or hmac.compare_digest(given.encode(), expected.encode())
+    def _require_writer(self, namespace: str | None) -> Account:
+        """The request's account, if it may write ``namespace`` (any, when None); 401 without one, 403 outside."""
+        if self.account is None:
+            raise _Unauthorized("Invalid credentials in Authorization header")
+        if namespace is not None and not self.account.can_write(namespace):
+            raise _Forbidden(f"{self.account.name} cannot write to the namespace {namespace!r}")
+        return self.account
+
+    def _can_read(self, repo: RepoState) -> bool:
+        return not repo.private or (self.account is not None and self.account.can_write(repo.namespace))
 
     def _repo(self, t: str, o: str, n: str) -> RepoState:
-        """The repo, or RepoNotFound; private repos are invisible without the token (as on the Hub)."""
+        """The repo, or RepoNotFound; private repos are invisible outside their namespace (as on the Hub)."""
         repo = self.server.storage.get(_API_TYPES.get(t, t or "model"), f"{o}/{n}")
-        if repo.private and not self._authorized():
+        if not self._can_read(repo):
             raise RepoNotFound(f"Repository {o}/{n} not found")
         return repo
 
     def _flag(self, name: str) -> bool:
         return self.query.get(name, ["false"])[-1].lower() in ("1", "true")
 
+    def _int(self, name: str, default: int) -> int:
+        value = self.query.get(name, [str(default)])[-1]
+        if not value.isdigit() or not value.isascii():
+            raise BadRequest(f"Query parameter {name!r} must be a non-negative integer")
+        return int(value)
+
     # -- account and validation ----------------------------------------------------------------
     def _whoami(self) -> None:
-        if self.server.token is not None:
-            self._require_write()
+        account = self._require_writer(None)
         self._json({
-            "type": "user", "id": LOCAL_USER, "name": LOCAL_USER, "fullname": "Local Hub user", "orgs": [],
+            "type": "user", "id": account.name, "name": account.name, "fullname": account.name,
+            "orgs": [{"type": "org", "name": org} for org in account.orgs],
             "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
         })
 
@@ -267,31 +347,36 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- repositories --------------------------------------------------------------------------
     def _create_repo(self) -> None:
-        self._require_write()
         body = self._json_body()
-        repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or LOCAL_USER}/{body.get('name')}"
+        repo_type, repo_id = self._repo_named_in(body)
         private = bool(body.get("private")) or body.get("visibility") == "private"
         url = f"{self.server.url}/{_TYPE_PREFIX.get(repo_type, '')}{repo_id}"
         try:
-            self.server.storage.create_repo(repo_type, repo_id, private=private, author=LOCAL_USER)
+            self.server.storage.create_repo(repo_type, repo_id, private=private, author=self._require_writer(None).name)
         except RepoExists as e:  # the Hub's 409 still carries the url (``exist_ok=True`` reads it)
             self._json({"error": str(e), "url": url}, e.status, {"X-Error-Message": str(e)})
             return
         self._json({"url": url, "name": repo_id})
 
     def _delete_repo(self) -> None:
-        self._require_write()
-        body = self._json_body()
-        repo_id = f"{body.get('organization') or LOCAL_USER}/{body.get('name')}"
-        self.server.storage.delete_repo(body.get("type") or "model", repo_id)
+        repo_type, repo_id = self._repo_named_in(self._json_body())
+        if not self._can_read(self.server.storage.get(repo_type, repo_id)):
+            raise RepoNotFound(f"Repository {repo_id} not found")
+        self.server.storage.delete_repo(repo_type, repo_id)
         self._json({})
+
+    def _repo_named_in(self, body: dict[str, Any]) -> tuple[str, str]:
+        """(type, id) of a create/delete body, once the account may write its namespace."""
+        repo_type, name, organization = body.get("type") or "model", body.get("name"), body.get("organization")
+        if not all(isinstance(v, str) for v in (repo_type, name, organization or "")):
+            raise BadRequest("Expected a JSON object with a string 'name' and optional 'organization' and 'type'")
+        namespace = organization or self._require_writer(None).name
+        self._require_writer(namespace)
+        return repo_type, f"{namespace}/{name}"
 
     def _list_repos(self, t: str) -> None:
         q = self.query
-        repos = self.server.storage.list_repos(_API_TYPES[t])
-        if not self._authorized():
-            repos = [r for r in repos if not r.private]
+        repos = [r for r in self.server.storage.list_repos(_API_TYPES[t]) if self._can_read(r)]
         if author := q.get("author", [None])[-1]:
             repos = [r for r in repos if r.namespace == author]
         if search := q.get("search", [None])[-1]:
@@ -309,8 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             repos.sort(key=lambda r: r.repo_id)
         # Pages of at most ``page_size``, chained by a GitHub-style ``Link: <...>; rel="next"`` header.
-        limit = int(q["limit"][-1]) if "limit" in q else len(repos)
-        offset = int(q.get("cursor", ["0"])[-1])
+        limit = self._int("limit", len(repos))
+        offset = self._int("cursor", 0)
         end = min(offset + self.server.page_size, limit, len(repos))
         page = repos[offset:end]
         headers = {}
@@ -407,7 +492,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type", "").startswith("application/json"):
             paths = self._json_body().get("paths", [])
         else:
-            paths = parse_qs(self.body.decode()).get("paths", [])
+            paths = parse_qs(self.body.decode(), errors="strict").get("paths", [])
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise BadRequest("'paths' must be a list of strings")
         out = []
         for p in (p.strip("/") for p in paths):
             if p in commit.files:
@@ -424,10 +511,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise EntryNotFound(f"{path} not found in {repo.repo_id}@{rev}")
         headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{entry.oid}"', "Accept-Ranges": "bytes",
                    "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}"}
+        try:
+            byte_range = _byte_range(self.headers.get("Range", ""), entry.size)
+        except _NotSatisfiable as e:
+            self._send(e.status, b"", {**headers, "Content-Range": f"bytes */{entry.size}"})
+            return
         data = b"" if self.command == "HEAD" else self.server.storage.read_blob(entry)
-        rng = re.match(r"^bytes=(\d*)-(\d*)$", self.headers.get("Range", ""))
-        if rng and (rng.group(1) or rng.group(2)):
-            start, end = _byte_range(rng.group(1), rng.group(2), entry.size)
+        if byte_range:
+            start, end = byte_range
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
             if self.command == "HEAD":
                 self._head(206, end - start + 1, headers)
@@ -449,13 +540,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writes --------------------------------------------------------------------------------
     def _preupload(self, t: str, o: str, n: str, rev: str) -> None:
-        self._require_write()
         repo = self._repo(t, o, n)
         try:
             current = self.server.storage.resolve(repo, rev).files
         except HubStorageError:  # a new branch / PR: nothing to compare with
             current = {}
         files = self._json_body().get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                                  for f in files):
+            raise BadRequest("'files' must be a list of objects with a string 'path'")
         self._json({"files": [
             {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
              "oid": current[f["path"]].oid if f["path"] in current else None}
@@ -463,12 +556,12 @@ class _Handler(BaseHTTPRequestHandler):
         ]})
 
     def _commit(self, t: str, o: str, n: str, rev: str) -> None:
-        self._require_write()
         repo = self._repo(t, o, n)
         header, operations = decode_commit_payload(self.body.splitlines())
         oid, ref = self.server.storage.commit(
             repo, operations, revision=rev, title=header["summary"], message=header.get("description", ""),
-            author=LOCAL_USER, parent_commit=header.get("parentCommit"), create_pr=self._flag("create_pr"),
+            author=self._require_writer(o).name, parent_commit=header.get("parentCommit"),
+            create_pr=self._flag("create_pr"),
         )
         base = f"{self.server.url}/{_TYPE_PREFIX[repo.repo_type]}{repo.repo_id}"
         payload = {"success": True, "commitOid": oid, "commitUrl": f"{base}/commit/{oid}"}
@@ -481,13 +574,102 @@ class _Unauthorized(HubStorageError):
     status = 401
 
 
+class _Forbidden(HubStorageError):
+    status = 403
+
+
+class _NoRoute(HubStorageError):
+    status = 404
+
+
+class _LengthRequired(HubStorageError):
+    status = 411
+
+
+class _TooLarge(HubStorageError):
+    status = 413
+
+
+class _NotSatisfiable(HubStorageError):
+    status = 416
+
+
+_MAX_LINE = 1024  # a chunk-size line or trailer longer than this is not HTTP
+
+
+def read_body(handler: BaseHTTPRequestHandler, *, limit: int) -> bytes:
+    """A request's body, sent with ``Content-Length`` or chunked (as the clients stream uploads), of at most
+    ``limit`` bytes: 400 for a malformed length or chunk size, 411 for no length on POST/PUT, 413 over the limit."""
+    rfile = handler.rfile
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks, total = [], 0
+        while size := _chunk_size(rfile.readline(_MAX_LINE)):
+            total += size
+            if total > limit:
+                raise _TooLarge(f"Request body over the limit of {limit} bytes")
+            chunks.append(_read_exactly(rfile, size))
+            if rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n"):
+                raise BadRequest("Malformed chunked body: a chunk is longer than its size")
+        while rfile.readline(_MAX_LINE).strip():  # trailers
+            pass
+        return b"".join(chunks)
+    declared = handler.headers.get("Content-Length")
+    if declared is None:
+        if handler.command in ("POST", "PUT"):
+            raise _LengthRequired("A body needs Content-Length or chunked Transfer-Encoding")
+        return b""
+    if not declared.strip().isdigit() or not declared.isascii():
+        raise BadRequest(f"Invalid Content-Length: {declared[:40]!r}")
+    if int(declared) > limit:
+        raise _TooLarge(f"Request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    return _read_exactly(rfile, int(declared))
+
+
+def _read_exactly(rfile: Any, size: int) -> bytes:
+    data = rfile.read(size)
+    if len(data) < size:
+        raise BadRequest("The request body ended before its declared length")
+    return data
+
+
+def _route(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """The handler name and URL parameters of a request; 404 when no route matches."""
+    lookup = "GET" if method == "HEAD" else method
+    for route_method, pattern, name in _ROUTES:
+        if route_method == lookup and (match := pattern.match(path)):
+            return name, {k: unquote(v, errors="strict") for k, v in match.groupdict().items() if v is not None}
+    raise _NoRoute(f"No route for {method} {path}")
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size on a chunk-size line (hex, optional ``;extensions``); 400 for anything else."""
+    digits = line.split(b";")[0].strip()
+    if not digits or len(digits) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+        raise BadRequest(f"Malformed chunk size: {line[:40]!r}")
+    return int(digits, 16)
+
+
 def _folder_oid(commit: Commit, folder: str) -> str:
     listing = "".join(f"{p}:{e.oid}\n" for p, e in sorted(commit.files.items()) if p.startswith(folder + "/"))
     return hashlib.sha1(listing.encode()).hexdigest()
 
 
-def _byte_range(first: str, last: str, size: int) -> tuple[int, int]:
-    if not first:  # suffix range: the last N bytes
-        return max(size - int(last), 0), size - 1
-    return int(first), min(int(last) if last else size - 1, size - 1)
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The (first, last) bytes a ``Range`` header asks for (RFC 9110 §14.1.2); None to send the whole file.
 
+    A range the server does not support (another unit, several ranges) or an invalid one (``bytes=5-2``)
+    is ignored, as §14.2 allows; a valid one that starts past the end is 416.
+    """
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if not match or not (match[1] or match[2]):
+        return None
+    if not match[1]:  # suffix range: the last N bytes
+        if int(match[2]) == 0 or size == 0:
+            raise _NotSatisfiable("Range Not Satisfiable")
+        return max(size - int(match[2]), 0), size - 1
+    first, last = int(match[1]), int(match[2] or size - 1)
+    if match[2] and last < first:
+        return None
+    if first >= size:
+        raise _NotSatisfiable("Range Not Satisfiable")
+    return first, min(last, size - 1)

@@ -11,16 +11,21 @@ Layout under ``root`` (plain files, readable by hand)::
 
 A commit writes its blobs, then its commit file, then swaps ``refs.json`` with one
 ``os.replace``: a crash at any point leaves the previous revision served intact.
-Each commit stores the full file table (path -> sha256, size, git oid), so reading
-any revision is one small JSON read; file contents are shared between revisions.
+Every file is written to ``tmp/``, fsynced, renamed into place, and its folder fsynced,
+so an acknowledged commit survives a power cut. Each commit stores the full file table
+(path -> sha256, size, git oid), so reading any revision is one small JSON read; file
+contents are shared between revisions. Blobs of commits that never landed (a crash
+mid-commit, a deleted repo) are removed by :meth:`HubStorage.gc`.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +39,8 @@ from typing import Any
 import yaml
 
 from ..errors import HfSpiderError
+
+logger = logging.getLogger(__name__)
 
 REPO_TYPES = ("model", "dataset", "space")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -119,13 +126,56 @@ def _lock_root(root: Path):
     return lock
 
 
+_CHUNK = 1 << 20
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable (a file's own fsync does not cover its name)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):
+            chunk = view[start : start + _CHUNK]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
+    """``path`` holds either its old contents or all of ``data``, never a part, whenever the process dies."""
     tmp = tmp_dir / f"{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_durably(tmp, data)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    commits_removed: int
+    blobs_removed: int
+    bytes_freed: int
+
+
+def _blobs_named_in(commits_dir: Path) -> set[str]:
+    """The blobs the readable commit files of a folder name."""
+    named = set()
+    for path in commits_dir.glob("*.json"):
+        try:
+            named.update(e["sha256"] for e in json.loads(path.read_text())["files"].values())
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return named
 
 
 @dataclass(frozen=True)
@@ -216,6 +266,7 @@ class HubStorage:
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         self._lock = threading.RLock()
         self._repos_state: dict[tuple[str, str], RepoState] = {}
+        self.damaged: dict[str, str] = {}  # repo folder (relative to root) -> why it was skipped
         self._load_all()
 
     def close(self) -> None:
@@ -227,12 +278,26 @@ class HubStorage:
         return self._repos / f"{repo_type}s" / repo_id
 
     def _load_all(self) -> None:
-        for meta_file in self._repos.glob("*s/*/*/repo.json"):
-            meta = json.loads(meta_file.read_text())
-            refs = json.loads((meta_file.parent / "refs.json").read_text())
-            state = RepoState(meta["type"], meta["id"], meta.get("private", False), meta["createdAt"], refs)
-            self._refresh_head(state)
+        for repo_dir in sorted(self._repos.glob("*s/*/*")):
+            try:
+                state = self._load_repo(repo_dir)
+            except (OSError, ValueError, KeyError, TypeError) as e:  # one damaged repo must not stop the server
+                where = str(repo_dir.relative_to(self.root))
+                self.damaged[where] = f"{type(e).__name__}: {e}".replace(str(self.root), ".")
+                logger.warning("Skipping damaged repository %s (%s)", where, self.damaged[where])
+                continue
             self._repos_state[(state.repo_type, state.repo_id)] = state
+
+    def _load_repo(self, repo_dir: Path) -> RepoState:
+        meta = json.loads((repo_dir / "repo.json").read_text())
+        refs = json.loads((repo_dir / "refs.json").read_text())
+        if not isinstance(refs, dict) or "main" not in refs:
+            raise ValueError("refs.json has no main branch")
+        state = RepoState(meta["type"], meta["id"], bool(meta.get("private", False)), meta["createdAt"], refs)
+        if self._repo_dir(state.repo_type, state.repo_id) != repo_dir:
+            raise ValueError(f"repo.json names {state.repo_type} {state.repo_id}, another folder")
+        self._refresh_head(state)
+        return state
 
     def _refresh_head(self, state: RepoState) -> None:
         state.head = self._read_commit(state, state.refs["main"])
@@ -270,13 +335,15 @@ class HubStorage:
             state = RepoState(repo_type, repo_id, private, created, refs={})
             files = {".gitattributes": self._store_blob(_INITIAL_GITATTRIBUTES, ".gitattributes")}
             oid = self._write_commit(staging, (), "initial commit", "", author, files)
-            (staging / "repo.json").write_text(
-                json.dumps({"id": repo_id, "type": repo_type, "private": private, "createdAt": created})
-            )
-            (staging / "refs.json").write_text(json.dumps({"main": oid}))
+            meta = {"id": repo_id, "type": repo_type, "private": private, "createdAt": created}
+            _write_durably(staging / "repo.json", json.dumps(meta).encode())
+            _write_durably(staging / "refs.json", json.dumps({"main": oid}).encode())
+            _fsync_dir(staging)
             target = self._repo_dir(repo_type, repo_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, target)  # the repo appears whole or not at all
+            for folder in (target.parent, target.parent.parent, self._repos):  # new folders' names too
+                _fsync_dir(folder)
             state.refs = {"main": oid}
             self._refresh_head(state)
             self._repos_state[(repo_type, repo_id)] = state
@@ -286,7 +353,9 @@ class HubStorage:
         with self._lock:
             self.get(repo_type, repo_id)
             trash = self._tmp / uuid.uuid4().hex
-            os.replace(self._repo_dir(repo_type, repo_id), trash)
+            repo_dir = self._repo_dir(repo_type, repo_id)
+            os.replace(repo_dir, trash)
+            _fsync_dir(repo_dir.parent)
             del self._repos_state[(repo_type, repo_id)]
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -369,6 +438,42 @@ class HubStorage:
         _atomic_write(repo_dir / "commits" / f"{oid}.json", raw, self._tmp)
         return oid
 
+    # -- garbage -------------------------------------------------------------------------------
+    def gc(self) -> GcReport:
+        """Remove commit files no ref reaches and blobs no remaining commit names.
+
+        They are what an interrupted commit (blobs and commit file written, ``refs.json`` not) or a
+        deleted repository leaves behind. A damaged repository's commit files and blobs are kept.
+        """
+        with self._lock:
+            live: set[str] = set()
+            dead_commits = []
+            for state in self._repos_state.values():
+                reachable = self._reachable(state)
+                live.update(e.sha256 for commit in reachable.values() for e in commit.files.values())
+                commits_dir = self._repo_dir(state.repo_type, state.repo_id) / "commits"
+                dead_commits += [f for f in commits_dir.glob("*.json") if f.stem not in reachable]
+            for where in self.damaged:
+                live.update(_blobs_named_in(self.root / where / "commits"))
+            dead_blobs = [b for b in self._blobs.iterdir() if b.name not in live]
+            report = GcReport(len(dead_commits), len(dead_blobs), sum(b.stat().st_size for b in dead_blobs))
+            for path in dead_commits + dead_blobs:
+                path.unlink()
+            for folder in {p.parent for p in dead_commits + dead_blobs}:
+                _fsync_dir(folder)
+        return report
+
+    def _reachable(self, state: RepoState) -> dict[str, Commit]:
+        """Every commit some ref of ``state`` leads to, by oid."""
+        seen: dict[str, Commit] = {}
+        todo = list(state.refs.values())
+        while todo:
+            oid = todo.pop()
+            if oid not in seen:
+                seen[oid] = self._read_commit(state, oid)
+                todo.extend(seen[oid].parents)
+        return seen
+
     # -- blobs ---------------------------------------------------------------------------------
     def _store_blob(self, content: bytes, path: str) -> FileEntry:
         digest = hashlib.sha256(content).hexdigest()
@@ -385,28 +490,43 @@ class HubStorage:
 
 
 def decode_commit_payload(lines: Iterable[bytes]) -> tuple[dict[str, Any], list[Operation]]:
-    """Parse the NDJSON body of ``POST .../commit/{rev}`` into its header and operations."""
+    """Parse the NDJSON body of ``POST .../commit/{rev}`` into its header and operations.
+
+    Anything but the documented shape is a :class:`BadRequest`: non-JSON, nesting too deep to parse,
+    a field of the wrong type, base64 with characters outside the alphabet or wrong padding, a bad path.
+    """
     header: dict[str, Any] = {}
     operations: list[Operation] = []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-            key, value = item["key"], item["value"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise BadRequest(f"Malformed commit payload line: {e}") from None
-        path = str(value.get("path", "")).lstrip("/") if isinstance(value, dict) else ""
+        except (ValueError, RecursionError):
+            raise BadRequest(f"Commit payload line {number} is not valid JSON") from None
+        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+            raise BadRequest(f"Commit payload line {number} is not an object with 'key' and an object 'value'")
+        key, value = item.get("key"), item["value"]
         if key == "header":
+            if not isinstance(value.get("summary"), str) or not isinstance(value.get("description", ""), str):
+                raise BadRequest("Commit header needs a string 'summary' (and 'description', if any)")
+            if not isinstance(value.get("parentCommit", ""), (str, type(None))):
+                raise BadRequest("Commit header 'parentCommit' must be a commit id")
             header = value
         elif key == "file":
-            if value.get("encoding", "base64") != "base64":
-                raise BadRequest(f"Unsupported encoding {value.get('encoding')!r}")
-            operations.append(Operation("add", _check_path(path), base64.b64decode(value["content"])))
+            if value.get("encoding", "base64") != "base64" or not isinstance(value.get("content"), str):
+                raise BadRequest(f"Commit payload line {number}: a file needs base64 'content'")
+            try:
+                content = base64.b64decode(value["content"], validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest(f"Commit payload line {number}: 'content' is not valid base64") from None
+            operations.append(Operation("add", _check_path(value.get("path")), content))
         elif key == "deletedFile":
-            operations.append(Operation("delete", _check_path(path)))
+            operations.append(Operation("delete", _check_path(value.get("path"))))
         elif key == "deletedFolder":
-            operations.append(Operation("delete_folder", _check_path(path.rstrip("/"))))
+            folder = value.get("path")
+            folder = folder.rstrip("/") if isinstance(folder, str) else folder
+            operations.append(Operation("delete_folder", _check_path(folder)))
         else:
             raise BadRequest(f"Unsupported commit operation {key!r} (this server stores every file as 'regular')")
     if "summary" not in header:
@@ -414,8 +534,21 @@ def decode_commit_payload(lines: Iterable[bytes]) -> tuple[dict[str, Any], list[
     return header, operations
 
 
-def _check_path(path: str) -> str:
-    parts = path.split("/")
-    if not path or any(p in ("", ".", "..") for p in parts) or path.startswith(".git/"):
+_BAD_PATH_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
+_FORBIDDEN_FOLDERS = (".git", ".cache")  # as huggingface_hub refuses them
+
+
+def _check_path(path: object) -> str:
+    """A file path in a repo, as the Hub accepts it: relative, ``/``-separated, no empty, ``.`` or ``..``
+    part, no ``.git`` or ``.cache`` folder, no control characters or backslashes, at most 1000 bytes."""
+    if isinstance(path, str):
+        path = path.removeprefix("/")
+    if (
+        not isinstance(path, str)
+        or not 0 < len(path.encode("utf-8", "replace")) <= 1000
+        or _BAD_PATH_CHARACTERS.search(path)
+        or any(0xD800 <= ord(c) <= 0xDFFF for c in path)  # lone surrogates: not UTF-8
+        or any(part in ("", ".", "..", *_FORBIDDEN_FOLDERS) for part in path.split("/"))
+    ):
         raise BadRequest(f"Invalid path in repo: {path!r}")
     return path
