@@ -1,6 +1,7 @@
-"""``scan`` and ``publish_embedding`` through a misbehaving network: what is lost, what crashes, what it costs.
+"""``scan`` and ``publish_embedding`` through a misbehaving network, and the local Hub through crashes.
 
     uv run python benchmarks/faults.py [--repos 200] [--rates 0 0.2] [--repeats 3] [--pushes 20]
+                                       [--kills 20] [--upload-mb 50] [--cases network servers kills]
 
 A local Hub runs as its own process with ``--repos`` tagged repos (4% with a corrupt embedding file, 4% with
 none, the rest a valid N=16 embedding). A :class:`~hf_spider.hub.faults.FaultyProxy` in front of it drops,
@@ -13,18 +14,34 @@ delays, truncates, 5xx-es or 429-s a share (``--rates``) of the requests. For ea
 - ``publish_embedding`` pushes to ``--pushes`` fresh repos through the proxy: landed whole (exactly one
   new commit holding the file and the card), failed cleanly (an error, the repo unchanged), duplicate
   commits, half commits.
+
+Then the local Hub server itself (``servers`` and ``kills`` cases):
+
+- **Two servers, one root**: a second ``hub serve`` on the root of a running one must refuse to start, name
+  the first one's pid, and leave it serving.
+- **Kill during commit**: ``--kills`` times, an ``--upload-mb`` file is uploaded and the server is
+  SIGKILLed at a random moment of that upload, then restarted. Half the kills fall uniformly over 1.2 times
+  a calibrated upload (most of which is the client encoding and sending); the other half fall uniformly
+  over the server's write phase (from its first staging file in ``tmp/`` to the answer, also calibrated).
+  Counted on the restarted server: commits acknowledged and present, acknowledged and lost (must be 0),
+  not acknowledged (landed or not), unreadable repos (must be 0); after ``hf_spider hub gc``, the orphan
+  blobs left (must be 0), counted independently by walking every ref's commits.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -129,19 +146,143 @@ def push_all(api, pushes: int, rate: float) -> Counter:
     return outcomes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repos", type=int, default=200)
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pushes", type=int, default=20)
-    args = parser.parse_args()
+def two_servers(workdir: Path) -> dict[str, object]:
+    """A second ``hub serve`` on a running server's root: refused, naming the first, which keeps serving."""
+    from huggingface_hub import HfApi
 
-    workdir = Path(tempfile.mkdtemp(prefix="hf_spider-bench-faults-"))
+    root, port = workdir / "two-servers", free_port()
+    first = start_server(root, port)
+    try:
+        api = HfApi(endpoint=f"http://127.0.0.1:{port}", token="bench")
+        api.create_repo("two/servers")
+        second = subprocess.run([sys.executable, "-m", "hf_spider.cli", "hub", "serve", "--root", str(root),
+                                 "--port", str(free_port())], capture_output=True, text=True, timeout=60, check=False)
+        api.upload_file(path_or_fileobj=b"after", path_in_repo="after.txt", repo_id="two/servers")
+        still_serving = "after.txt" in api.list_repo_files("two/servers")
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+    return {"second exit code": second.returncode, "names the first pid": f"pid {first.pid}" in second.stderr,
+            "first still serving": still_serving, "message": " ".join(second.stderr.split()).replace(str(root), "ROOT")}
+
+
+def kill_loop(workdir: Path, kills: int, megabytes: int, seed: int = 0) -> dict[str, int]:
+    """SIGKILL the server at random moments of uploads; what the restarted server holds, then what gc leaves."""
+    from huggingface_hub import HfApi
+
+    from hf_spider.hub.storage import git_blob_oid
+
+    root, port, rng = workdir / "kills", free_port(), random.Random(seed)
+    api = HfApi(endpoint=f"http://127.0.0.1:{port}", token="bench")
+    server = start_server(root, port)
+    api.create_repo("kill/loop")
+    start = time.perf_counter()
+    with _WritesWatch(root) as watch:
+        api.upload_file(path_or_fileobj=os.urandom(megabytes << 20), path_in_repo="calibration.bin",
+                        repo_id="kill/loop")
+        upload_seconds = time.perf_counter() - start
+        write_seconds = time.perf_counter() - watch.first_write(timeout=0)
+    acknowledged: dict[str, str] = {}  # path -> git blob oid of what the server said it committed
+    counts = Counter({key: 0 for key in ("acknowledged, present", "acknowledged, lost", "not acknowledged, landed",
+                                         "not acknowledged, absent", "unreadable repos")})
+    for i in range(kills):
+        content, path = os.urandom(megabytes << 20), f"upload-{i:03d}.bin"
+        outcome: dict[str, object] = {}
+
+        def upload(content=content, path=path, outcome=outcome) -> None:
+            try:
+                api.upload_file(path_or_fileobj=content, path_in_repo=path, repo_id="kill/loop")
+                outcome["ack"] = True
+            except Exception as e:  # the server died under it: any client error is "not acknowledged"
+                outcome["error"] = type(e).__name__
+
+        with _WritesWatch(root) as watch:
+            uploader = threading.Thread(target=upload)
+            uploader.start()
+            if i % 2:  # during the server's write phase
+                while not watch.first_write(timeout=0.01) and uploader.is_alive():
+                    pass
+                time.sleep(rng.uniform(0, write_seconds))
+            else:
+                time.sleep(rng.uniform(0, 1.2 * upload_seconds))
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        uploader.join()
+        if outcome.get("ack"):
+            acknowledged[path] = git_blob_oid(content)
+        server = start_server(root, port)
+        try:  # a damaged repo would be skipped at startup: not found
+            files = {s.rfilename: s.blob_id for s in api.model_info("kill/loop", files_metadata=True).siblings}
+        except Exception:
+            counts["unreadable repos"] += 1
+            files = {}
+        counts["not acknowledged, landed"] += not outcome.get("ack") and files.get(path) == git_blob_oid(content)
+        counts["not acknowledged, absent"] += not outcome.get("ack") and path not in files
+    for path, oid in acknowledged.items():
+        counts["acknowledged, present" if files.get(path) == oid else "acknowledged, lost"] += 1
+    server.terminate()
+    server.wait(timeout=30)
+    blobs_before = len(list((root / "blobs").iterdir()))
+    gc = subprocess.run([sys.executable, "-m", "hf_spider.cli", "hub", "gc", "--root", str(root)],
+                        capture_output=True, text=True, timeout=600, check=True)
+    counts["orphan blobs before gc"] = blobs_before - len(_live_blobs(root))
+    counts["orphan blobs after gc"] = len(list((root / "blobs").iterdir())) - len(_live_blobs(root))
+    counts["corrupt blobs"] = sum(hashlib.sha256(b.read_bytes()).hexdigest() != b.name
+                                  for b in (root / "blobs").iterdir())
+    print(gc.stdout.strip())
+    return {"kills": kills, "MB": megabytes, "upload s": round(upload_seconds, 1),
+            "server write s": round(write_seconds, 2), **counts}
+
+
+class _WritesWatch:
+    """Notes when the server first stages a file under ``root/tmp`` (polling every millisecond)."""
+
+    def __init__(self, root: Path) -> None:
+        self._tmp, self._seen, self._stop = root / "tmp", threading.Event(), threading.Event()
+        self._at = 0.0
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set() and not self._seen.is_set():
+            if any(self._tmp.glob("*.tmp")):
+                self._at = time.perf_counter()
+                self._seen.set()
+            time.sleep(0.001)
+
+    def first_write(self, timeout: float | None = None) -> float:
+        """When the first staged file appeared (0.0 if none within ``timeout``)."""
+        self._seen.wait(timeout)
+        return self._at
+
+    def __enter__(self) -> _WritesWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _live_blobs(root: Path) -> set[str]:
+    """Blobs named by a commit some ref reaches, read from the storage files directly (not through gc's code)."""
+    live = set()
+    for refs_file in root.glob("repos/*/*/*/refs.json"):
+        todo, seen = list(json.loads(refs_file.read_text()).values()), set()
+        while todo:
+            oid = todo.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            commit = json.loads((refs_file.parent / "commits" / f"{oid}.json").read_text())
+            live.update(entry["sha256"] for entry in commit["files"].values())
+            todo += commit["parents"]
+    return live
+
+
+def network_cases(args: argparse.Namespace, workdir: Path, console: Console) -> None:
     hub_port, proxy_port = free_port(), free_port()
     proxy_url = f"http://127.0.0.1:{proxy_port}"
-    os.environ.update(HF_ENDPOINT=proxy_url, HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench",
-                      HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    os.environ.update(HF_ENDPOINT=proxy_url)
     from huggingface_hub import HfApi  # after HF_ENDPOINT is set: publish_embedding goes through the proxy
 
     from hf_spider.hub.faults import KINDS, FaultyProxy
@@ -165,9 +306,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
 
-    console = Console(width=200)
     table = Table(title=f"hf_spider scan of {args.repos} repos ({len(valid)} valid, {len(invalid)} corrupt or empty) "
                         f"through a faulty proxy, {args.repeats} runs per rate (totals; wall time: median)")
     for col in ("fault rate", "requests", *KINDS, "indexed", "failed dl", "crashes", "lost", "corrupt", "wall s"):
@@ -186,6 +325,43 @@ def main() -> None:
         pushes_table.add_row(f"{rate:.0%}", str(requests), str(sum(injected.values())),
                              *(str(pushes[o]) for o in outcomes))
     console.print(pushes_table)
+
+
+def print_row(console: Console, title: str, row: dict[str, object]) -> None:
+    table = Table(title=title)
+    for col in row:
+        table.add_column(col, justify="right")
+    table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repos", type=int, default=200)
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pushes", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--upload-mb", type=int, default=50)
+    parser.add_argument("--cases", nargs="+", choices=["network", "servers", "kills"],
+                        default=["network", "servers", "kills"])
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="hf_spider-bench-faults-"))
+    os.environ.update(HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                      HF_HUB_DISABLE_TELEMETRY="1")
+    console = Console(width=200)
+    try:
+        if "network" in args.cases:
+            network_cases(args, workdir, console)
+        if "servers" in args.cases:
+            print_row(console, "Two `hub serve` on one root", two_servers(workdir))
+        if "kills" in args.cases:
+            print_row(console, f"Local Hub SIGKILLed at random moments of {args.kills} uploads of {args.upload_mb} MB, "
+                               "restarted each time; orphans counted by walking every ref",
+                      kill_loop(workdir, args.kills, args.upload_mb))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     console.print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
 
 

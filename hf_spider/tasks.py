@@ -363,10 +363,11 @@ def _resolve_dataset_revision(repo_id: str, revision: str | None, *, alias: str 
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from .hub.retry import transport_errors
+    from .hub.retry import with_retries
 
     try:
-        return HfApi().dataset_info(repo_id, revision=revision).sha
+        return with_retries(lambda: HfApi().dataset_info(repo_id, revision=revision).sha,
+                            what=f"reading dataset {repo_id}")
     except RevisionNotFoundError as exc:
         raise DatasetError(f"revision {revision!r} not found in dataset {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:
@@ -379,8 +380,8 @@ def _resolve_dataset_revision(repo_id: str, revision: str | None, *, alias: str 
             f"{repo_id!r} is neither a local folder nor a dataset on the Hub at {constants.ENDPOINT} "
             f"(or it is gated: log in with `hf auth login`){hint}"
         ) from exc
-    except (HfHubHTTPError, OSError, *transport_errors()) as exc:
-        raise DatasetError(f"cannot reach the Hub for dataset {repo_id!r}: {exc}") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise DatasetError(f"cannot read the dataset {repo_id!r} from the Hub: {exc}") from exc
 
 
 def _base_split(split: str) -> str:

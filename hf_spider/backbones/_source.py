@@ -113,9 +113,12 @@ def _resolve_model_revision(repo_id: str, revision: str | None) -> tuple[str, di
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+    from ..hub.retry import with_retries
+
+    api = HfApi(library_name="hf_spider", library_version=__version__)
     try:
-        info = HfApi(library_name="hf_spider", library_version=__version__).model_info(
-            repo_id, revision=revision, files_metadata=True)
+        info = with_retries(lambda: api.model_info(repo_id, revision=revision, files_metadata=True),
+                            what=f"reading model {repo_id}")
     except RevisionNotFoundError as exc:
         raise ModelLoadError(f"revision {revision!r} not found in model {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:

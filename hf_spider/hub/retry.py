@@ -22,7 +22,8 @@ from typing import TypeVar
 
 from ..errors import HubUnavailableError
 
-__all__ = ["ATTEMPTS", "DEFAULT_TIMEOUT", "configure_timeout", "is_transient", "transport_errors", "with_retries"]
+__all__ = ["ATTEMPTS", "DEFAULT_TIMEOUT", "configure_timeout", "ensure_timeout", "is_transient", "transport_errors",
+           "with_retries"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,6 +34,7 @@ MAX_RETRY_AFTER = 60.0  # a longer Retry-After is cut short: the retries stay bo
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})  # huggingface_hub's default retry status codes
 DEFAULT_TIMEOUT = 30.0  # seconds without an answer before a call to the Hub fails (then is retried)
 _budget = {"seconds": 4 * DEFAULT_TIMEOUT}  # no new attempt starts after this; configure_timeout sets it
+_configured = {"done": False}
 
 
 def configure_timeout(seconds: float | None = None) -> float:
@@ -41,7 +43,10 @@ def configure_timeout(seconds: float | None = None) -> float:
     and, when a timeout is given (``seconds`` or ``$HF_SPIDER_TIMEOUT``), downloads too (``HF_HUB_DOWNLOAD_TIMEOUT``,
     ``HF_HUB_ETAG_TIMEOUT``); without one, API calls get :data:`DEFAULT_TIMEOUT`. The CLI calls this for every
     command (``--timeout``). Retries of :func:`with_retries` then stop starting after four times that. Returns the
-    timeout set."""
+    timeout set.
+
+    Library users need not call it: the first call hf_spider makes to the Hub does, with the default or
+    ``$HF_SPIDER_TIMEOUT``, unless the process has set its own client factory on huggingface_hub."""
     import os
 
     from huggingface_hub import constants, set_client_factory
@@ -66,11 +71,27 @@ def configure_timeout(seconds: float | None = None) -> float:
         return client
 
     set_client_factory(client_factory)
+    _configured["done"] = True
     _budget["seconds"] = 4 * seconds
     if explicit:  # else the download timeouts stay huggingface_hub's (10 s) or what HF_HUB_* say
         os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = os.environ["HF_HUB_ETAG_TIMEOUT"] = str(max(1, int(seconds)))
         constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = max(1, int(seconds))
     return seconds
+
+
+def ensure_timeout() -> None:
+    """:func:`configure_timeout` once, unless something already chose huggingface_hub's client factory."""
+    if _configured["done"]:
+        return
+    try:
+        from huggingface_hub.utils import _http
+
+        chosen = _http._GLOBAL_CLIENT_FACTORY is not _http.default_client_factory
+    except (ImportError, AttributeError):  # private names: when they move, configure anyway
+        chosen = False
+    if not chosen:
+        configure_timeout()
+    _configured["done"] = True
 
 
 def _httpx():
@@ -150,6 +171,7 @@ def with_retries(
         HubUnavailableError: every attempt failed transiently.
         The call's own error when it is not transient.
     """
+    ensure_timeout()
     attempt, start = 0, time.monotonic()
     while True:
         attempt += 1
