@@ -450,7 +450,8 @@ def select(
     loading = time.perf_counter() - loading
     if method == FORWARD:
         result = rank_candidates(task, candidates, filter=filter, author=author, search=search, limit=limit,
-                                 score=rerank_score, rerank=budget, progress=not json_output)
+                                 score=rerank_score, rerank=budget, baseline=baseline or DEFAULT_BASELINE,
+                                 progress=not json_output)
     else:
         baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
         if rerank is None:
@@ -498,11 +499,14 @@ def _forward_table(result, score: str, title: str, top: int):
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("rank", "repo", score, "prior rank", "parameters", "downloads"):
+    published = any(c.embedder_score is not None for c in result.candidates)
+    for col in ("rank", "repo", score, *(("embedder",) if published else ()), "prior rank", "parameters", "downloads"):
         table.add_column(col, justify="left" if col == "repo" else "right")
     for i, c in enumerate(result.candidates[:top]):
-        table.add_row(str(i + 1), escape(c.repo_id), "" if c.score is None else f"{c.score:.4f}", str(c.prior_rank),
-                      "?" if c.parameters is None else f"{c.parameters / 1e6:.1f}M", str(c.downloads or 0))
+        embedder = ("" if c.embedder_score is None else f"{c.embedder_score:.2f}",) if published else ()
+        table.add_row(str(i + 1), escape(c.repo_id), "" if c.score is None else f"{c.score:.4f}", *embedder,
+                      str(c.prior_rank), "?" if c.parameters is None else f"{c.parameters / 1e6:.1f}M",
+                      str(c.downloads or 0))
     return table
 
 

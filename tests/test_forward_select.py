@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 from conftest import FIXTURES, invoke_cli, safetensors_parameters
 from huggingface_hub import HfApi
@@ -126,3 +127,38 @@ def test_token_reads_private_repos(api, monkeypatch):
         private: "not found on the Hub (or private: `hf auth login`)"}
     with_token = json.loads(invoke_cli(*args, "--token", token).stdout)
     assert [r["repo_id"] for r in with_token["ranking"]] == [private] and with_token["skipped"] == {}
+
+
+def test_published_embeddings_join_the_prior_in_the_first_stage(zoo):
+    """Over a baseline, candidates that published an embedding get the embedder's score, min-sum of the task and model
+    vectors, and the first stage orders everyone by the mean of their normalised prior and embedder ranks."""
+    from hf_spider.demo import publish_zoo
+    from hf_spider.hub.embeddings import parse_embedding
+    from hf_spider.ranking import select_models
+
+    baseline, published = publish_zoo(["resnet18-icons-mix", "vit-wesnoth"], org="forward-published")
+    task = load_task(DATASET, split="test")
+    candidates = [*zoo[:3], *published]
+    result = rank_candidates(task, candidates, rerank=0, baseline=baseline, progress=False)
+    assert result.method == "prior+embedder" and result.forward_passes == 0
+
+    u = select_models(task, baseline=baseline, author="forward-published", progress=False).task_embedding.vector
+    vectors = {repo: parse_embedding((MICRO_ZOO / "embeddings" / f"{repo.split('/')[1]}.safetensors").read_bytes())[0]
+               for repo in published}
+    direct = {repo: float(np.minimum(u, v).sum()) for repo, v in vectors.items()}
+    got = {c.repo_id: c.embedder_score for c in result.candidates}
+    assert {r: got[r] for r in published} == pytest.approx(direct, abs=1e-4)
+    assert all(got[r] is None for r in zoo[:3])
+
+    sizes = {r: _parameters(r.split("/")[1]) for r in candidates}
+    prior = {r: (i + 1) / 5 for i, r in enumerate(sorted(candidates, key=lambda r: (-sizes[r], r)))}
+    embedder = {r: (i + 1) / 2 for i, r in enumerate(sorted(direct, key=lambda r: -direct[r]))}
+    mean = {r: (prior[r] + embedder[r]) / 2 if r in embedder else prior[r] for r in candidates}
+    assert [c.repo_id for c in result.candidates] == sorted(candidates, key=lambda r: (mean[r], prior[r]))
+    assert [c.repo_id for c in result.candidates] != sorted(candidates, key=prior.get)  # the embedder moved some
+    assert {c.repo_id: c.prior_rank for c in result.candidates} == {r: round(prior[r] * 5) for r in candidates}
+
+    table = invoke_cli("select", "--dataset", DATASET, "--split", "test", "--models", ",".join(candidates),
+                       "--baseline", baseline, "--rerank", "0")
+    assert table.exit_code == 0, table.output
+    assert "embedder" in table.output and "by prior+embedder" in table.output

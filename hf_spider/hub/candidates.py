@@ -33,6 +33,7 @@ class HubModel:
     sha: str | None = None
     parameters: int | None = None  # safetensors headers; ONNX: the file size / 4, an estimate
     downloads: int = 0
+    files: frozenset[str] = frozenset()  # the repo's file paths at ``sha``
 
 
 def list_candidates(*, filter: str | None = None, author: str | None = None, search: str | None = None,
@@ -78,7 +79,8 @@ def _describe(repo_id: str, *, token: str | None, timeout: float | None) -> HubM
     name, _, revision = repo_id.partition("@")
     info = with_retries(lambda: HfApi(token=token).model_info(name, revision=revision or None, files_metadata=True,
                                                               timeout=timeout), what=f"describing {name}")
-    model = HubModel(repo_id, info.sha, downloads=info.downloads or 0)
+    model = HubModel(repo_id, info.sha, downloads=info.downloads or 0,
+                     files=frozenset(s.rfilename for s in info.siblings or []))
     if info.safetensors is not None:
         model.parameters = info.safetensors.total
     else:

@@ -15,18 +15,19 @@ from __future__ import annotations
 import difflib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import scores
-from ..backbones import load_backbone, model_key
-from ..embedder import embed_task_cached, rank_rows
+from ..backbones import Backbone, load_backbone, model_key
+from ..embedder import TaskEmbedding, embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
 from ..errors import InvalidInputError, ModelLoadError
 from ..features import Features, cached_features, extract_features
 from ..hub.candidates import skipped_on_failure
-from ..hub.embeddings import COMPATIBILITY_KEYS
+from ..hub.embeddings import COMPATIBILITY_KEYS, PublishedEmbedding
 from ..hub.scan import scan
 from ..spider.hub import load_ranker
 from ..spider.model import SpiderRanker
@@ -35,7 +36,7 @@ from ..tasks import Task
 from ..verify import embedding_flags, verification_records, verification_status
 from ._result import Candidate, Selection, rank_by_prior, timed
 
-__all__ = ["FORWARD", "METHODS", "check_selection", "select_models"]
+__all__ = ["FORWARD", "METHODS", "BaselineRun", "check_selection", "select_models"]
 
 #: The ranking methods offered to users (CLI, demo, Space), in the order they are shown.
 METHODS = ("embedder", "spider", "spider+embedder")
@@ -93,26 +94,18 @@ def select_models(
     skipped = dict(found.skipped)
     try:
         with timed(timings, "baseline load"):
-            cached = cached_features(baseline, task)  # a task selected before: the baseline is not even loaded
-            base = load_backbone(baseline) if cached is None else None
+            baseline_run = BaselineRun.start(baseline, task)
     except ModelLoadError as e:
         raise ModelLoadError(f"the baseline {baseline} (the model the embeddings are over) cannot be loaded: {e}; "
                              "pass --baseline with a model that has published embeddings; by baseline (repos): "
                              f"{found.baselines_line()}") from e
-    weights = f"sha256:{base.weights_hash() if cached is None else cached[1]}"
-    groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in found.entries
-                     if e.metadata.get("baseline_weights") == weights)
-    if not groups:
-        raise InvalidInputError(f"no comparable embedding over {baseline} (weights {weights[7:19]}) found on the Hub"
-                                + (f" ({len(skipped)} repos skipped)" if skipped else "")
+    chosen = baseline_run.comparable_group(found.entries)
+    if chosen is None:
+        raise InvalidInputError(f"no comparable embedding over {baseline} (weights {baseline_run.weights[7:19]}) "
+                                "found on the Hub" + (f" ({len(skipped)} repos skipped)" if skipped else "")
                                 + f"; published embeddings by baseline (repos): {found.baselines_line()}; "
                                 "pass --baseline with one of them")
-    chosen = groups.most_common(1)[0][0]
-    with timed(timings, "baseline forward"):
-        task_features = (extract_features(base, task, progress=progress) if cached is None else cached[0]).features
-    with timed(timings, "task embedding"):
-        task_embedding = embed_task_cached(task_features, task.labels, regression=task.regression, gamma=gamma,
-                                           progress=progress)
+    task_features, task_embedding = baseline_run.embed_task(gamma=gamma, timings=timings, progress=progress)
     records = verification_records(baseline)
     entries = []
     for e in found.entries:  # sorted by repo id
@@ -169,6 +162,44 @@ def select_models(
         ranked = [c for c in ranked if c.repo_id not in skipped]
         label = method + (f"+rerank(k={k})" if k else "")
     return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped, timings)
+
+
+@dataclass
+class BaselineRun:
+    """The baseline on a task: its weights id, then its features and the task's embedding over it. A task selected
+    before finds its features by the baseline's commit (:func:`~hf_spider.features.cached_features`): the baseline
+    is then not even loaded."""
+
+    baseline: str
+    task: Task
+    weights: str  # "sha256:…", what comparable embeddings name as their baseline_weights
+    backbone: Backbone | None
+    cached: Features | None
+
+    @classmethod
+    def start(cls, baseline: str, task: Task) -> BaselineRun:
+        if (cached := cached_features(baseline, task)) is not None:
+            return cls(baseline, task, f"sha256:{cached[1]}", None, cached[0])
+        base = load_backbone(baseline)
+        return cls(baseline, task, f"sha256:{base.weights_hash()}", base, None)
+
+    def comparable_group(self, entries: Sequence[PublishedEmbedding]) -> tuple | None:
+        """The settings (:data:`COMPATIBILITY_KEYS`) most embeddings over these weights share: only those are
+        comparable (SPEC §3.3). None when no embedding is over these weights."""
+        groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in entries
+                         if e.metadata.get("baseline_weights") == self.weights)
+        return groups.most_common(1)[0][0] if groups else None
+
+    def embed_task(self, *, gamma: float | str, timings: dict[str, float], progress: bool,
+                   ) -> tuple[np.ndarray, TaskEmbedding]:
+        """The baseline's features on the task [n, d] and the task's embedding (both cached)."""
+        with timed(timings, "baseline forward"):
+            features = (self.cached if self.cached is not None
+                        else extract_features(self.backbone, self.task, progress=progress))
+        with timed(timings, "task embedding"):
+            embedding = embed_task_cached(features.features, self.task.labels, regression=self.task.regression,
+                                          gamma=gamma, progress=progress)
+        return features.features, embedding
 
 
 def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, baseline_features: np.ndarray,

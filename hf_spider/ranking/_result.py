@@ -26,6 +26,7 @@ class Candidate:
     prior_rank: int | None = None  # 1 = the largest model (parameters, then downloads)
     parameters: int | None = None
     downloads: int | None = None
+    embedder_score: float | None = None  # forward-based cascade: the score of a published embedding, if any
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Selection:
                          "fidelity_to": None if c.fidelity is None else c.fidelity[0],
                          "fidelity_from": None if c.fidelity is None else c.fidelity[1], "published": c.published,
                          "rerank_score": c.rerank_score, "flags": c.flags, "prior_rank": c.prior_rank,
-                         "parameters": c.parameters, "downloads": c.downloads}
+                         "parameters": c.parameters, "downloads": c.downloads, "embedder_score": c.embedder_score}
                         for i, c in enumerate(self.candidates)],
             "skipped": self.skipped,
         }
