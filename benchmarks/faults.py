@@ -4,7 +4,7 @@
                                        [--kills 20] [--upload-mb 50] [--cases network servers kills]
 
 A local Hub runs as its own process with ``--repos`` tagged repos (4% with a corrupt embedding file, 4% with
-none, the rest a valid N=16 embedding). A :class:`~hf_spider.hub.faults.FaultyProxy` in front of it drops,
+none, the rest a valid N=16 embedding). A :class:`~hf_spider.testing.faults.FaultyProxy` in front of it drops,
 delays, truncates, 5xx-es or 429-s a share (``--rates``) of the requests. For each rate:
 
 - ``hf_spider scan --json`` runs ``--repeats`` times as a subprocess through the proxy, with fresh caches
@@ -69,7 +69,7 @@ def publish_zoo(api, repos: int) -> tuple[dict[str, np.ndarray], set[str]]:
 
     from huggingface_hub import CommitOperationAdd
 
-    from hf_spider.hub.embeddings import embedding_path, serialize_embedding
+    from hf_spider.formats.embedding import embedding_path, serialize_embedding
 
     def publish(i: int) -> tuple[str, np.ndarray | None]:
         repo = f"scan/m-{i:04d}"
@@ -115,7 +115,8 @@ def scan_once(proxy_url: str, workdir: Path, valid: dict[str, np.ndarray], inval
 def push_all(api, pushes: int, rate: float) -> Counter:
     """``publish_embedding`` to ``pushes`` fresh repos through the proxy; outcomes counted on the Hub itself."""
     from hf_spider.errors import HubUnavailableError
-    from hf_spider.hub.embeddings import embedding_path, publish_embedding
+    from hf_spider.formats.embedding import embedding_path
+    from hf_spider.hub.embeddings import publish_embedding
 
     outcomes: Counter = Counter()
     for i in range(pushes):
@@ -170,7 +171,7 @@ def kill_loop(workdir: Path, kills: int, megabytes: int, seed: int = 0) -> dict[
     """SIGKILL the server at random moments of uploads; what the restarted server holds, then what gc leaves."""
     from huggingface_hub import HfApi
 
-    from hf_spider.hub.storage import git_blob_oid
+    from hf_spider.localhub.storage import git_blob_oid
 
     root, port, rng = workdir / "kills", free_port(), random.Random(seed)
     api = HfApi(endpoint=f"http://127.0.0.1:{port}", token="bench")
@@ -285,7 +286,7 @@ def network_cases(args: argparse.Namespace, workdir: Path, console: Console) -> 
     os.environ.update(HF_ENDPOINT=proxy_url)
     from huggingface_hub import HfApi  # after HF_ENDPOINT is set: publish_embedding goes through the proxy
 
-    from hf_spider.hub.faults import KINDS, FaultyProxy
+    from hf_spider.testing.faults import KINDS, FaultyProxy
 
     server = start_server(workdir / "hub", hub_port)
     hub_url = f"http://127.0.0.1:{hub_port}"

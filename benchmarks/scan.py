@@ -46,7 +46,7 @@ def main() -> None:
                       HF_HUB_DISABLE_TELEMETRY="1")
     from huggingface_hub import CommitOperationAdd, HfApi  # after HF_ENDPOINT is set
 
-    from hf_spider.hub.embeddings import embedding_path, serialize_embedding
+    from hf_spider.formats.embedding import embedding_path, serialize_embedding
     from hf_spider.hub.scan import scan
 
     server = start_server(workdir / "hub", port)

@@ -9,7 +9,7 @@ exactly as they would talk to huggingface.co.
 import os
 import tempfile
 
-from hf_spider.hub.server import LocalHub
+from hf_spider.localhub.server import LocalHub
 
 hub = LocalHub(tempfile.mkdtemp(prefix="hubdata-")).start()
 os.environ["HF_ENDPOINT"] = hub.url  # before importing huggingface_hub / timm

@@ -100,7 +100,7 @@ def hub_serve(
     socket_timeout: Annotated[float, typer.Option(help="Seconds a client may stay silent mid-request.")] = 60,
 ) -> None:
     """Serve the Hub HTTP API on 127.0.0.1 so the official clients work through HF_ENDPOINT."""
-    from .hub.server import HubServer, load_tokens
+    from .localhub.server import HubServer, load_tokens
 
     server = HubServer(root, port=port, token=token, tokens=load_tokens(tokens) if tokens else None,
                        max_body=int(max_body_mb * 2**20), socket_timeout=socket_timeout)
@@ -119,7 +119,7 @@ def hub_serve(
 @hub_app.command("gc")
 def hub_gc(root: HubRoot = Path("./hubdata")) -> None:
     """Remove what interrupted commits and deleted repos left under a stopped server's root."""
-    from .hub.storage import HubStorage
+    from .localhub.storage import HubStorage
 
     if not (root / "repos").is_dir():
         raise InvalidInputError(f"{root} holds no local Hub (no repos/ folder): give the --root of `hub serve`")
@@ -330,7 +330,7 @@ def embed(
     """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo."""
     _use_token(token)
     from .embedder.pipeline import embed_repo
-    from .hub.embeddings import serialize_embedding
+    from .formats.embedding import serialize_embedding
 
     dataset, split = _dataset_and_split(reference)
     result = embed_repo(repo_id, baseline=baseline, reference=dataset, reference_split=split,

@@ -77,7 +77,7 @@ def local_hub(root: Path | None = None) -> Iterator[str]:
     the Hub's URL. The Hub clients read ``HF_ENDPOINT`` once, at import: this must run before
     ``huggingface_hub`` is imported, i.e. in a fresh process.
     """
-    from .hub.server import LocalHub
+    from .localhub.server import LocalHub
 
     if "huggingface_hub" in sys.modules:
         raise HfSpiderError("the local demo Hub must be started before huggingface_hub is imported")
@@ -131,7 +131,7 @@ def rich_steps(console: Any) -> Iterator[Step]:
 
 def _precomputed(name: str) -> tuple[np.ndarray, dict[str, str]]:
     """The committed embedding of a zoo model (validated like any downloaded one)."""
-    from .hub.embeddings import parse_embedding
+    from .formats.embedding import parse_embedding
 
     return parse_embedding((ZOO_DIR / "embeddings" / f"{name}.safetensors").read_bytes())
 
@@ -164,7 +164,8 @@ def _publish_model(name: str, repo_id: str, baseline_id: str, baseline_revision:
     The published metadata names the repos' real ids and revisions; the vector and the rest are the
     precomputed ones.
     """
-    from .hub.embeddings import embedding_path, publish_embedding
+    from .formats.embedding import embedding_path
+    from .hub.embeddings import publish_embedding
 
     vector, meta = _precomputed(name)
     if meta.get("baseline_weights") != baseline_weights:

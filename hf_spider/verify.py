@@ -38,7 +38,8 @@ import numpy as np
 from . import __version__
 from .embedder.pipeline import DEFAULT_BASELINE, embed_repo
 from .embedder.plausibility import plausibility_flags
-from .hub.embeddings import PublishedEmbedding, fetch_embedding
+from .formats.embedding import PublishedEmbedding
+from .hub.embeddings import fetch_embedding
 from .hub.retry import with_retries
 from .hub.scan import default_index_dir
 

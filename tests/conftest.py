@@ -63,7 +63,7 @@ def safetensors_parameters(path: Path) -> int:
 @pytest.fixture(scope="session")
 def hub():
     """The session's local Hub (token-protected writes), at ``HF_ENDPOINT``."""
-    from hf_spider.hub.server import LocalHub
+    from hf_spider.localhub.server import LocalHub
 
     with LocalHub(_SESSION_DIR / "hub", port=HUB_PORT, token=HUB_TOKEN) as local_hub:
         yield local_hub

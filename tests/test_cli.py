@@ -126,7 +126,7 @@ def test_a_second_server_on_the_same_root_refuses_to_start_and_names_the_first(t
     finally:
         first.terminate()
         first.wait(timeout=30)
-    from hf_spider.hub.server import LocalHub
+    from hf_spider.localhub.server import LocalHub
 
     with LocalHub(root):  # released when the first one stopped
         pass

@@ -13,7 +13,8 @@ from rich.console import Console
 
 from hf_spider.backbones import load_backbone
 from hf_spider.demo import DEMO_DATA, RANKER_DIR, ZOO_DIR, publish_zoo, render, run_demo
-from hf_spider.hub.embeddings import fetch_embedding, parse_embedding
+from hf_spider.formats.embedding import parse_embedding
+from hf_spider.hub.embeddings import fetch_embedding
 from hf_spider.ranking import METHODS
 
 ORG = "demo-tests"

@@ -12,7 +12,8 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 
 from hf_spider.constants import MICRO_ZOO
 from hf_spider.errors import InvalidArtifactError
-from hf_spider.hub.embeddings import embedding_path, fetch_embedding, parse_embedding, serialize_embedding
+from hf_spider.formats.embedding import embedding_path, parse_embedding, serialize_embedding
+from hf_spider.hub.embeddings import fetch_embedding
 
 ZOO = MICRO_ZOO / "models"
 BASELINE, MODEL = "resnet10-animals", "resnet10-wesnoth"

@@ -27,11 +27,11 @@ from safetensors import safe_open
 from hf_spider.backbones import load_backbone
 from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
-from hf_spider.hub.embeddings import embedding_path, parse_embedding, serialize_embedding
-from hf_spider.hub.faults import KINDS, FaultyProxy
+from hf_spider.formats.embedding import embedding_path, parse_embedding, serialize_embedding
 from hf_spider.hub.scan import _load_index
-from hf_spider.hub.server import LocalHub
+from hf_spider.localhub.server import LocalHub
 from hf_spider.tasks import load_task
+from hf_spider.testing.faults import KINDS, FaultyProxy
 
 ZOO = MICRO_ZOO / "models"
 ORG = "faults"

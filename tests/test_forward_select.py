@@ -133,7 +133,7 @@ def test_published_embeddings_join_the_prior_in_the_first_stage(zoo):
     """Over a baseline, candidates that published an embedding get the embedder's score, min-sum of the task and model
     vectors, and the first stage orders everyone by the mean of their normalised prior and embedder ranks."""
     from hf_spider.demo import publish_zoo
-    from hf_spider.hub.embeddings import parse_embedding
+    from hf_spider.formats.embedding import parse_embedding
     from hf_spider.ranking import select_models
 
     baseline, published = publish_zoo(["resnet18-icons-mix", "vit-wesnoth"], org="forward-published")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from test_embed_publish import _valid_metadata
 
 from hf_spider.errors import InvalidArtifactError
-from hf_spider.hub.embeddings import (
+from hf_spider.formats.embedding import (
     MAX_FILE_BYTES,
     REQUIRED_METADATA,
     embedding_path,

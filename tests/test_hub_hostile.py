@@ -22,10 +22,10 @@ from conftest import invoke_cli
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from hf_spider.hub import server as server_module
-from hf_spider.hub import storage as storage_module
-from hf_spider.hub.server import Account, LocalHub, load_tokens
-from hf_spider.hub.storage import HubStorage, Operation
+from hf_spider.localhub import server as server_module
+from hf_spider.localhub import storage as storage_module
+from hf_spider.localhub.server import Account, LocalHub, load_tokens
+from hf_spider.localhub.storage import HubStorage, Operation
 
 ALICE, BOB = "alice-token", "bob-token"
 ACCOUNTS = {ALICE: Account("alice", ("vision-lab",)), BOB: Account("bob")}

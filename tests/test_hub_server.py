@@ -23,8 +23,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hf_spider.hub.server import LocalHub
-from hf_spider.hub.storage import HubStorage, Operation
+from hf_spider.localhub.server import LocalHub
+from hf_spider.localhub.storage import HubStorage, Operation
 
 
 def test_create_and_delete_model_and_dataset_repos(api: HfApi, repo_id: str):

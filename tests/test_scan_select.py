@@ -14,7 +14,7 @@ from hf_spider.backbones import load_backbone
 from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder.pipeline import embed_repo
 from hf_spider.features import extract_features
-from hf_spider.hub.embeddings import embedding_path
+from hf_spider.formats.embedding import embedding_path
 from hf_spider.hub.scan import scan
 from hf_spider.ranking import select_models
 from hf_spider.tasks import load_task

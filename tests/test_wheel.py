@@ -31,8 +31,8 @@ def test_the_built_wheel_runs_the_demo_from_an_empty_folder(tmp_path: Path):
     (wheel,) = (tmp_path / "dist").glob("hf_spider-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"hf_spider/micro_zoo/ranker/model.safetensors", "hf_spider/micro_zoo/models/resnet18-all-mix/config.json",
-            "hf_spider/micro_zoo/embeddings/vit-wesnoth.safetensors", "hf_spider/_hub_cards/embedding_section.md",
-            "hf_spider/demo_data/ground_truth.json"} <= names
+            "hf_spider/micro_zoo/embeddings/vit-wesnoth.safetensors",
+            "hf_spider/hub/card_templates/embedding_section.md", "hf_spider/demo_data/ground_truth.json"} <= names
     assert not any(n.startswith(("benchmarks/", "tests/")) for n in names)
 
     venv = tmp_path / "venv"

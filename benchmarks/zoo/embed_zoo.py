@@ -25,8 +25,8 @@ from hf_spider.constants import MICRO_ZOO
 from hf_spider.embedder import embed_model
 from hf_spider.embedder.pipeline import weights_digest
 from hf_spider.features import extract_features
-from hf_spider.hub.embeddings import FORMAT_VERSION, serialize_embedding
-from hf_spider.hub.storage import git_blob_oid
+from hf_spider.formats.embedding import FORMAT_VERSION, serialize_embedding
+from hf_spider.localhub.storage import git_blob_oid
 from hf_spider.tasks import load_task
 
 ZOO = MICRO_ZOO / "models"

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 import torch.nn.functional as nnf
 
+from hf_spider._arrays import as_tensor
 from hf_spider.errors import InvalidInputError
-from hf_spider.scores._validation import as_tensor
 
 __all__ = ["AffineMaps", "ModelEmbedding", "embed_model", "fidelity"]
 

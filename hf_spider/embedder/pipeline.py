@@ -20,7 +20,8 @@ import numpy as np
 from .. import __version__
 from ..backbones import load_backbone
 from ..features import extract_features
-from ..hub.embeddings import FORMAT_VERSION, fetch_embedding, publish_embedding
+from ..formats.embedding import FORMAT_VERSION
+from ..hub.embeddings import fetch_embedding, publish_embedding
 from ..hub.retry import with_retries
 from ..tasks import load_task
 from .model_embedding import ModelEmbedding, embed_model

@@ -1,1 +1,1 @@
-"""Everything that talks to the Hub: publishing, discovery, validation, and the local Hub server."""
+"""The Hub client: fetch, publish, scan, describe candidates, bounded retries and timeouts."""

@@ -11,8 +11,6 @@ no candidate's fault. Local folders are the ranking layer's business.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,8 +19,7 @@ from dataclasses import dataclass
 from ..errors import HfSpiderError, HubUnavailableError
 from .retry import with_retries
 
-__all__ = ["HubModel", "count_parameters", "describe_models", "failure_reason", "list_candidates", "skipped_on_failure"]
-
+__all__ = ["HubModel", "describe_models", "failure_reason", "list_candidates", "skipped_on_failure"]
 
 
 @dataclass
@@ -100,18 +97,3 @@ def failure_reason(error: Exception) -> str:
     if isinstance(error, RepositoryNotFoundError):
         return "not found on the Hub (or private: `hf auth login`)"
     return str(error).splitlines()[0]
-
-
-def count_parameters(path: os.PathLike[str]) -> dict[str, int] | None:
-    """Parameters per dtype (``"F32"``...) from a safetensors file's header; None if it is not one."""
-    from safetensors import SafetensorError, safe_open
-
-    counts: dict[str, int] = {}
-    try:
-        with safe_open(path, framework="numpy") as f:
-            for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
-                tensor = f.get_slice(name)
-                counts[tensor.get_dtype()] = counts.get(tensor.get_dtype(), 0) + math.prod(tensor.get_shape())
-    except (SafetensorError, OSError):
-        return None
-    return counts

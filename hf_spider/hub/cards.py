@@ -1,4 +1,4 @@
-"""Model-card templates shipped with hf_spider (``hub_cards/`` in a checkout, ``_hub_cards`` in the wheel)."""
+"""Model-card templates shipped with hf_spider (``card_templates/`` beside this module)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from pathlib import Path
 
 __all__ = ["card_template"]
 
-_TEMPLATE_DIRS = (Path(__file__).resolve().parents[2] / "hub_cards", Path(__file__).resolve().parents[1] / "_hub_cards")
+_TEMPLATES = Path(__file__).resolve().parent / "card_templates"
 
 
 def card_template(name: str) -> str:
     """The text of template ``name`` (e.g. ``"spider_ranker.md"``)."""
-    for folder in _TEMPLATE_DIRS:
-        if (folder / name).exists():
-            return (folder / name).read_text()
-    raise FileNotFoundError(f"hub_cards/{name} is missing from this installation")
+    if not (_TEMPLATES / name).is_file():
+        raise FileNotFoundError(f"the card template {name} is missing from this installation")
+    return (_TEMPLATES / name).read_text()

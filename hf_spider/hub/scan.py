@@ -31,15 +31,15 @@ import numpy as np
 
 from ..constants import cache_root
 from ..errors import HubUnavailableError, InvalidArtifactError
-from .embeddings import (
+from ..formats.embedding import (
     EMBEDDING_DIR,
     HF_SPIDER_TAG,
     PublishedEmbedding,
     baseline_slug,
-    download_embedding,
     embedding_path,
     parse_embedding,
 )
+from .embeddings import download_embedding
 from .retry import with_retries
 
 __all__ = ["ScanResult", "default_index_dir", "scan"]

@@ -27,8 +27,10 @@ from ..backbones import load_backbone, parse_model_id
 from ..embedder import rank_rows
 from ..errors import InvalidInputError
 from ..features import extract_features
-from ..hub.candidates import HubModel, count_parameters, describe_models, list_candidates, skipped_on_failure
-from ..hub.embeddings import COMPATIBILITY_KEYS, PublishedEmbedding, embedding_path, fetch_embedding
+from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding, embedding_path
+from ..formats.weights import count_parameters
+from ..hub.candidates import HubModel, describe_models, list_candidates, skipped_on_failure
+from ..hub.embeddings import fetch_embedding
 from ..tasks import Task
 from ._published import BaselineRun
 from ._result import Candidate, Selection, rank_by_prior, timed

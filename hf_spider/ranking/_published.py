@@ -26,8 +26,8 @@ from ..embedder import TaskEmbedding, embed_task_cached, rank_rows
 from ..embedder.pipeline import DEFAULT_BASELINE
 from ..errors import InvalidInputError, ModelLoadError
 from ..features import Features, cached_features, extract_features
+from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding
 from ..hub.candidates import skipped_on_failure
-from ..hub.embeddings import COMPATIBILITY_KEYS, PublishedEmbedding
 from ..hub.scan import scan
 from ..spider.hub import load_ranker
 from ..spider.model import SpiderRanker

@@ -13,9 +13,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from hf_spider._arrays import as_tensor
 from hf_spider.errors import InvalidInputError
 
-__all__ = ["ClassLabels", "as_tensor", "check_features", "check_int", "check_labels", "check_probs"]
+__all__ = ["ClassLabels", "check_features", "check_int", "check_labels", "check_probs"]
 
 _PROB_ATOL = 1e-3  # rows of probabilities must sum to 1 within this (float16/float32 softmax outputs)
 
@@ -36,23 +37,6 @@ class ClassLabels(NamedTuple):
     @property
     def num_classes(self) -> int:
         return int(self.counts.shape[0])
-
-
-def as_tensor(x: Any, name: str, *, device: torch.device | None = None) -> torch.Tensor:
-    """``x`` (numpy array, torch tensor, list) as a detached torch tensor, dtype unchanged."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # ragged lists and other non-arrays
-            raise InvalidInputError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
-            raise InvalidInputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.is_complex():
-        raise InvalidInputError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    return t if device is None else t.to(device)
 
 
 def _check_finite(t: torch.Tensor, name: str) -> None:

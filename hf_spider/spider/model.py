@@ -100,7 +100,7 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
 
     def generate_model_card(self, *args, **kwargs):
-        """The card of ``hub_cards/spider_ranker.md``, with the training report when there is one."""
+        """The card of the card template ``spider_ranker.md``, with the training report when there is one."""
         return super().generate_model_card(*args, encoder=self.encoder, baseline=self.baseline,
                                            token_source=self.token_source, default_rerank=self.default_rerank,
                                            report=self.training_report, **kwargs)

@@ -20,7 +20,7 @@ address to its own in ``Link``/``Location`` headers and JSON bodies, so paginati
     >>> proxy.injected                                        # doctest: +SKIP
     Counter({'delay': 17, 'error': 15, ...})
 
-From the shell: ``python -m hf_spider.hub.faults http://127.0.0.1:8080 --port 8081 --rate 0.2``.
+From the shell: ``python -m hf_spider.testing.faults http://127.0.0.1:8080 --port 8081 --rate 0.2``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from .server import DEFAULT_MAX_BODY, ServerThread, read_body
+from ..localhub.server import DEFAULT_MAX_BODY, ServerThread, read_body
 
 __all__ = ["KINDS", "FaultyProxy"]
 

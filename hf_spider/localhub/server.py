@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from ..errors import InvalidInputError
-from .candidates import count_parameters
+from ..formats.weights import count_parameters
 from .storage import (
     BadRequest,
     Commit,
