@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats
 
 from . import evaluation, scores
+from ._files import write_atomic
 from .backbones import Backbone, load_backbone, model_key
 from .embedder import embed_task, rank_by_embedding
 from .embedder.zoo import EmbedderSetup, embed_zoo
@@ -90,10 +91,7 @@ class GroundTruthStore:
         entry["models"].update({k: round(float(v), 6) for k, v in values.items()})
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
     def _check(self, protocol: str) -> None:
         """A known protocol whose stored scores (if any) were computed the way this code computes them."""

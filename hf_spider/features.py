@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._files import atomic_path, write_atomic
 from .backbones import Backbone, load_backbone
 from .constants import cache_root, positive_int_env
 from .errors import InvalidInputError
@@ -148,10 +148,7 @@ def _remember_signature(cache: Path, backbone: Backbone) -> None:
         return
     path = _signature_path(cache, backbone.model_id, backbone.revision)
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(_Signature.of(backbone))))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(dataclasses.asdict(_Signature.of(backbone))))
 
 
 def cache_key(backbone: Backbone | _Signature, task: Task, *, with_source_probs: bool,
@@ -446,7 +443,7 @@ def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | Non
 
 def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, features: np.ndarray,
                  probs: np.ndarray | None, seconds: float) -> None:
-    """Write atomically: a temp file in the same folder, then ``os.replace``."""
+    """Write the cache file atomically; a failure only costs recomputing it next time."""
     from safetensors.numpy import save_file
 
     tensors = {"features": np.ascontiguousarray(features, dtype=np.float32),
@@ -459,17 +456,11 @@ def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, featur
         "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
         "seconds": f"{seconds:.3f}",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}-", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
     except OSError as exc:
         logger.warning("Could not write feature cache %s: %s", path, exc)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
@@ -508,20 +499,14 @@ def _read_checkpoint(folder: Path, chunk: range, *, key: str, d: int, c_source: 
 
 def _write_checkpoint(folder: Path, chunk: range, *, key: str, features: torch.Tensor,
                       probs: torch.Tensor | None) -> None:
-    """Save one finished chunk atomically (temp file, then ``os.replace``); a failure only costs the resume."""
+    """Save one finished chunk atomically; a failure only costs the resume."""
     from safetensors.torch import save_file
 
     tensors = {"features": features.contiguous()}
     if probs is not None:
         tensors["source_probs"] = probs.contiguous()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"key": key, "rows": f"{chunk.start}-{chunk.stop}"})
-        os.replace(tmp, folder / f"rows-{chunk.start}-{chunk.stop}.safetensors")
+        with atomic_path(folder / f"rows-{chunk.start}-{chunk.stop}.safetensors") as tmp:
+            save_file(tensors, tmp, metadata={"key": key, "rows": f"{chunk.start}-{chunk.stop}"})
     except OSError as exc:
         logger.warning("Could not write feature checkpoint in %s: %s", folder, exc)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._files import write_atomic
 from .embedder.pipeline import DEFAULT_BASELINE, embed_repo
 from .embedder.plausibility import plausibility_flags
 from .formats.embedding import PublishedEmbedding
@@ -155,14 +154,10 @@ def _records_dir(baseline: str) -> Path:
 
 def _record(report: VerifyReport) -> None:
     """Write the outcome atomically, one file per repo (concurrent verifications never clobber each other)."""
-    folder = _records_dir(report.baseline)
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {**report.to_json(), "verified_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "tool_version": __version__}
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, folder / f"{report.repo_id.replace('/', '--')}.json")
+    write_atomic(_records_dir(report.baseline) / f"{report.repo_id.replace('/', '--')}.json",
+                 json.dumps(payload, indent=1))
 
 
 def verification_records(baseline: str) -> dict[str, dict[str, Any]]:

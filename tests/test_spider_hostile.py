@@ -105,3 +105,32 @@ def test_two_hundred_malformed_ranker_repos_are_rejected_with_reasons(api, repo_
     api.create_repo(good)
     api.create_commit(good, [CommitOperationAdd(n, d) for n, d in _valid_files().items()], commit_message="ok")
     assert load_ranker(good).default_rerank == 2  # the validator does not reject a valid ranker
+
+
+def test_the_mixins_from_pretrained_is_the_safe_loader(api, repo_id, tmp_path):
+    """``SpiderRanker.from_pretrained`` (huggingface_hub's public path) never unpickles: a repo holding only a
+    pickle that would create a marker file is refused, and the marker never appears."""
+    import os
+
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    files = _valid_files()
+    del files["model.safetensors"]
+    files["pytorch_model.bin"] = pickle.dumps(Payload())
+    api.create_repo(repo_id)
+    api.create_commit(repo_id, [CommitOperationAdd(n, d) for n, d in files.items()], commit_message="pickle only")
+    with pytest.raises(UnsafeArtifactError, match="pickled weights are never loaded"):
+        SpiderRanker.from_pretrained(repo_id)
+    assert not marker.exists()
+    good = f"{repo_id}-valid"
+    api.create_repo(good)
+    api.create_commit(good, [CommitOperationAdd(n, d) for n, d in _valid_files().items()], commit_message="ok")
+    ranker = SpiderRanker.from_pretrained(good)
+    torch.manual_seed(0)
+    expected = SpiderRanker(**CONFIG)
+    assert all(torch.equal(a, b) for a, b in zip(ranker.state_dict().values(), expected.state_dict().values(),
+                                                strict=True))

@@ -3,11 +3,11 @@ atomically, ignored (and recomputed by the caller) when missing or unreadable.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_path
 from ..constants import cache_root
 
 
@@ -28,10 +28,8 @@ def read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
 
 
 def write(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
-    """Write atomically: a temp file beside ``path``, then ``os.replace``."""
+    """Write ``tensors`` and ``metadata`` to ``path`` atomically."""
     from safetensors.numpy import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import atomic_path, write_atomic
 from ..constants import cache_root
 from ..errors import HubUnavailableError, InvalidArtifactError
 from ..formats.embedding import (
@@ -113,13 +113,9 @@ def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
         serialisable[repo] = {k: v for k, v in entry.items() if k != "vector"}
         if repo in rows:
             serialisable[repo]["row"] = rows[repo]
-    for name, write in (("embeddings.safetensors", lambda p: save_file(matrices, p)),
-                        ("index.json", lambda p: Path(p).write_text(json.dumps(
-                            {"version": INDEX_VERSION, "repos": serialisable}, indent=1)))):
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        write(tmp)
-        os.replace(tmp, folder / name)
+    with atomic_path(folder / "embeddings.safetensors") as tmp:
+        save_file(matrices, tmp)
+    write_atomic(folder / "index.json", json.dumps({"version": INDEX_VERSION, "repos": serialisable}, indent=1))
 
 
 def _published_baselines(listed: Iterable[Any]) -> dict[str, int]:

@@ -18,6 +18,8 @@ Model tokens come from one of two sources (``token_source``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -98,6 +100,19 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
         self.attention = nn.MultiheadAttention(dim, num_heads=1, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 1))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
+                        **kwargs: Any) -> SpiderRanker:
+        """Load a ranker as untrusted input, from a Hub repo id or a folder: safetensors only, the config bounded
+        and validated, the model sized before it is built (:func:`hf_spider.spider.hub.load_ranker`). The
+        mixin's own loader would read any config and fall back to a pickled ``pytorch_model.bin``."""
+        from .hub import load_ranker
+
+        if kwargs:
+            raise InvalidInputError(f"SpiderRanker.from_pretrained takes a repo id or folder and revision, not "
+                                    f"{sorted(kwargs)}: token and cache come from huggingface_hub's settings")
+        return load_ranker(str(pretrained_model_name_or_path), revision=revision)
 
     def generate_model_card(self, *args, **kwargs):
         """The card of the card template ``spider_ranker.md``, with the training report when there is one."""

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from .. import evaluation, scores
+from .._files import write_atomic
 from ..backbones import load_backbone
 from ..constants import cache_root
 from ..errors import InvalidInputError
@@ -207,10 +207,7 @@ class _Memo:
         return self.values[key]
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.values))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.values))
 
 
 def label_tasks(pool: Pool, tasks: Sequence[SampledTask], score_names: Sequence[str], *,
