@@ -38,8 +38,7 @@ from rich.table import Table
 from hf_spider import evaluation, scores
 from hf_spider.backbones import load_backbone, model_key
 from hf_spider.bench import GROUND_TRUTH_PROTOCOLS, LINEAR_PROBE, GroundTruthStore, model_id, target_id
-from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
-from hf_spider.constants import MICRO_ZOO
+from hf_spider.constants import MICRO_ZOO, OFFLINE_POOL
 from hf_spider.embedder.zoo import EmbedderSetup, embed_zoo
 from hf_spider.features import extract_features
 from hf_spider.rankagg import borda, copeland, method_ranks
@@ -47,7 +46,7 @@ from hf_spider.spider import RankerRecipe
 from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.predict import order_to_scores, rank_models
 from hf_spider.spider.training import SampledTask, build_pool, label_tasks, probe_ground_truth, sample_tasks
-from hf_spider.tasks import load_task
+from hf_spider.tasks import load_task, parse_dataset_spec
 
 ZOO = MICRO_ZOO
 GROUND_TRUTH = Path(__file__).resolve().parent / "zoo" / "ground_truth.json"
@@ -89,7 +88,7 @@ def main() -> None:
     encoder = str(ZOO / "models" / "resnet18-all-mix")
     ranker = load_ranker(str(args.ranker))
     recipe = RankerRecipe(encoder=encoder)
-    datasets = [load_task(str(args.offline_data / n), split=s) for n, s in map(_dataset_and_split, DEFAULT_POOL)]
+    datasets = [load_task(str(args.offline_data / n), split=s) for n, s in map(parse_dataset_spec, OFFLINE_POOL)]
     pool = build_pool(zoo, keys, datasets, encoder, seed=recipe.seed)
     training = sample_tasks(pool, recipe.train_tasks, validation=False, seed=recipe.seed,
                             max_classes=recipe.max_classes, max_per_class=recipe.max_per_class,

@@ -21,11 +21,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hf_spider.backbones import model_key
-from hf_spider.cli import DEFAULT_POOL, ZOO_ORG, _dataset_and_split
-from hf_spider.constants import MICRO_ZOO
+from hf_spider.constants import MICRO_ZOO, MICRO_ZOO_ORG, OFFLINE_POOL
 from hf_spider.embedder.zoo import EmbedderSetup
 from hf_spider.spider import RankerRecipe, train_ranker
-from hf_spider.tasks import load_task
+from hf_spider.tasks import load_task, parse_dataset_spec
 
 ZOO = MICRO_ZOO / "models"
 
@@ -42,7 +41,7 @@ def main() -> None:
     zoo = sorted(str(p.parent) for p in ZOO.glob("*/config.json"))
     encoder = str(ZOO / "resnet18-all-mix")
     pool = [load_task(str(args.offline_data / name), split=split)
-            for name, split in map(_dataset_and_split, DEFAULT_POOL)]
+            for name, split in map(parse_dataset_spec, OFFLINE_POOL)]
     embedder = EmbedderSetup(encoder, str(args.offline_data / "reference-mix"))
     variants = {
         "embedding tokens (bundled)": (zoo, "embedding", args.out),
@@ -62,7 +61,7 @@ def main() -> None:
         recipe = RankerRecipe(encoder=encoder, embedder=embedder, token_source=tokens, train_tasks=args.train_tasks,
                               validation_tasks=args.validation_tasks)
         start = time.perf_counter()
-        ranker, report = train_ranker(models, pool, recipe, names=[f"{ZOO_ORG}/{model_key(m)}" for m in models])
+        ranker, report = train_ranker(models, pool, recipe, names=[f"{MICRO_ZOO_ORG}/{model_key(m)}" for m in models])
         wall = time.perf_counter() - start
         if out is not None:
             (out / "README.md").unlink(missing_ok=True)  # save_pretrained keeps an existing card

@@ -11,6 +11,15 @@ from .errors import InvalidInputError
 #: embeddings over ``resnet18-all-mix`` (``embeddings/``) and a Model Spider ranker trained on them
 #: (``ranker/``). The demo, ``bench`` and ``train-ranker`` default to it; it is rebuilt by ``benchmarks/zoo/``.
 MICRO_ZOO = Path(__file__).parent / "micro_zoo"
+#: The Standardized Embedder paper's public baseline for the real Hub: ResNet-18 (N = 512).
+DEFAULT_BASELINE = "timm/resnet18.a1_in1k"
+#: Where the demo publishes the micro zoo; the bundled ranker names its models under this organisation.
+MICRO_ZOO_ORG = "hf-spider-zoo"
+#: The offline data pack's labelled splits a Model Spider ranker samples its training tasks from by default
+#: (``train-ranker --data-root``): the eight source domains' test splits and the auxiliary emoji set.
+OFFLINE_POOL = ("src-animal-mnist:test", "src-clipart-symbols:test", "src-emoji-apple:test", "src-emoji-google:test",
+                "src-glyphs-a:test", "src-icons-breeze-oxygen:test", "src-icons-papirus:test", "src-wesnoth-a:test",
+                "aux-emoji-facebook:train", "aux-emoji-facebook:test")
 
 
 def cache_root() -> Path:

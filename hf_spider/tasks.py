@@ -35,6 +35,7 @@ __all__ = [
     "DatasetAlias",
     "Task",
     "load_task",
+    "parse_dataset_spec",
     "sample_per_class",
     "task_from_arrays",
     "to_rgb",
@@ -350,6 +351,13 @@ def _resolve_alias(text: str, aliases: Mapping[str, AliasLike] | None) -> Datase
     if isinstance(value, Mapping):
         return DatasetAlias(**value)
     raise DatasetError(f"alias {text!r} has an unsupported value {value!r}")
+
+
+def parse_dataset_spec(text: str) -> tuple[str, str | None]:
+    """``DATASET[:split]`` as the command line takes it: ``org/name:split`` -> (``org/name``, ``split``); no
+    suffix -> (``text``, None)."""
+    name, sep, split = text.rpartition(":")
+    return (name, split) if sep and name and "/" not in split else (text, None)
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:

@@ -35,7 +35,8 @@ import numpy as np
 
 from . import __version__
 from ._files import write_atomic
-from .embedder.pipeline import DEFAULT_BASELINE, embed_repo
+from .constants import DEFAULT_BASELINE
+from .embedder.pipeline import embed_repo
 from .embedder.plausibility import plausibility_flags
 from .formats.embedding import PublishedEmbedding
 from .hub.embeddings import fetch_embedding

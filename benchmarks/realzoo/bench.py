@@ -35,11 +35,11 @@ from rich.console import Console
 
 from hf_spider.backbones import load_backbone, model_key
 from hf_spider.bench import BenchReport, GroundTruthStore, plot, render_summary, render_table, run_bench
-from hf_spider.cli import DEFAULT_POOL, _dataset_and_split
+from hf_spider.constants import OFFLINE_POOL
 from hf_spider.embedder.zoo import EmbedderSetup
 from hf_spider.features import extract_features
 from hf_spider.spider import RankerRecipe, train_ranker
-from hf_spider.tasks import Task, load_task, sample_per_class
+from hf_spider.tasks import Task, load_task, parse_dataset_spec, sample_per_class
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("HF_SPIDER_REALZOO", Path.home() / ".cache" / "hf_spider_realzoo"))
@@ -79,7 +79,7 @@ def write_targets(data_root: Path, out: Path) -> list[Path]:
 def pool_tasks(data_root: Path) -> list[Task]:
     """The Model Spider pool: the default pool's splits at 64 px, capped per class."""
     return [load_task(str(data_root / name), split=split, max_per_class=POOL_CAP)
-            for name, split in map(_dataset_and_split, DEFAULT_POOL)]
+            for name, split in map(parse_dataset_spec, OFFLINE_POOL)]
 
 
 def zoo_models(zoo: Path) -> list[str]:

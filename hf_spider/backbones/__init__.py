@@ -17,12 +17,19 @@ ONNX files are size-bounded and checked before onnxruntime opens them.
 
 from . import _onnx, _timm, _transformers  # noqa: F401  (each registers its adapter)
 from ._base import Backbone, TorchBackbone
-from ._factory import check_weight_files, load_backbone, model_key, parse_model_id, resolve_revision
+from ._factory import (
+    check_weight_files,
+    expand_model_folders,
+    load_backbone,
+    model_key,
+    parse_model_id,
+    resolve_revision,
+)
 from ._onnx import OnnxBackbone
 from ._registry import list_libraries, register_library
 from ._timm import TimmBackbone
 from ._transformers import TransformersBackbone
 
 __all__ = ["Backbone", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
-           "check_weight_files", "list_libraries", "load_backbone", "model_key", "parse_model_id",
-           "register_library", "resolve_revision"]
+           "check_weight_files", "expand_model_folders", "list_libraries", "load_backbone", "model_key",
+           "parse_model_id", "register_library", "resolve_revision"]

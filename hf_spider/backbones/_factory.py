@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,18 @@ def resolve_revision(model_id: str) -> str | None:
 def model_key(model_id: str) -> str:
     """The zoo-wide name of a model: a Hub id's or folder's last component (revision dropped)."""
     return Path(model_id.removeprefix("hf-hub:").split("@", 1)[0].rstrip("/")).name
+
+
+def expand_model_folders(entries: Sequence[str]) -> list[str]:
+    """Model ids, where a folder of model folders (each with a ``config.json``) stands for all of them."""
+    out: list[str] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir() and not (path / "config.json").exists():
+            out += sorted(str(p.parent) for p in path.glob("*/config.json"))
+        else:
+            out.append(entry)
+    return out
 
 
 def parse_model_id(model_id: str) -> tuple[Literal["hub", "local", "builtin"], str, str | None]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..backbones import load_backbone
+from ..constants import DEFAULT_BASELINE
 from ..features import extract_features
 from ..formats.embedding import FORMAT_VERSION
 from ..hub.embeddings import fetch_embedding, publish_embedding
@@ -28,7 +29,6 @@ from .model_embedding import ModelEmbedding, embed_model
 
 __all__ = ["DEFAULT_BASELINE", "DEFAULT_REFERENCE", "EmbedResult", "embed_repo"]
 
-DEFAULT_BASELINE = "timm/resnet18.a1_in1k"  # the paper's ResNet-18 baseline (N = 512)
 DEFAULT_REFERENCE = "imagenet-val"  # the paper's reference set: the 50,000 ImageNet validation images
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".json")
 

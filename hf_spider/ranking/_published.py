@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import scores
 from ..backbones import Backbone, load_backbone, model_key
+from ..constants import DEFAULT_BASELINE
 from ..embedder import TaskEmbedding, embed_task_cached, rank_rows
-from ..embedder.pipeline import DEFAULT_BASELINE
 from ..errors import InvalidInputError, ModelLoadError
 from ..features import Features, cached_features, extract_features
 from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding

@@ -16,9 +16,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__
-from .constants import MICRO_ZOO
-from .errors import InvalidInputError
+from .. import __version__
+from ..constants import MICRO_ZOO, MICRO_ZOO_ORG, OFFLINE_POOL
+from ..errors import InvalidInputError
+from ._cli_utils import (
+    DEFAULT_BASELINE,
+    Baseline,
+    DataRoot,
+    DatasetConfig,
+    ImageColumn,
+    JsonOutput,
+    LabelColumn,
+    Token,
+)
 
 app = typer.Typer(
     name="hf_spider",
@@ -31,16 +41,6 @@ app = typer.Typer(
 hub_app = typer.Typer(help="Run a local, Hub-compatible server (offline tests, demos, air-gapped sites).",
                       no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
-
-# option types shared by the commands that read a dataset
-ImageColumn = Annotated[str | None, typer.Option(help="Image column of the dataset (default: detected).")]
-LabelColumn = Annotated[str | None, typer.Option(help="Label column of the dataset (default: detected).")]
-DatasetConfig = Annotated[str | None, typer.Option("--config", help="Dataset configuration (subset) name.")]
-DataRoot = Annotated[Path | None, typer.Option(
-    envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets (tgt-*, reg-*, src-*, aux-*, reference-mix).")]
-# and by the commands that talk to the Hub
-Token = Annotated[str | None, typer.Option(
-    help="Hub token for private and gated repos (default: HF_TOKEN or `hf auth login`).", show_default=False)]
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -75,7 +75,7 @@ def _configure_hub_client() -> None:
     bury the one line an error gets)."""
     from huggingface_hub.utils import logging as hub_logging
 
-    from .hub.retry import configure_timeout
+    from ..hub.retry import configure_timeout
 
     if not _state["verbose"]:
         hub_logging.set_verbosity_error()
@@ -100,7 +100,7 @@ def hub_serve(
     socket_timeout: Annotated[float, typer.Option(help="Seconds a client may stay silent mid-request.")] = 60,
 ) -> None:
     """Serve the Hub HTTP API on 127.0.0.1 so the official clients work through HF_ENDPOINT."""
-    from .localhub.server import HubServer, load_tokens
+    from ..localhub.server import HubServer, load_tokens
 
     server = HubServer(root, port=port, token=token, tokens=load_tokens(tokens) if tokens else None,
                        max_body=int(max_body_mb * 2**20), socket_timeout=socket_timeout)
@@ -119,7 +119,7 @@ def hub_serve(
 @hub_app.command("gc")
 def hub_gc(root: HubRoot = Path("./hubdata")) -> None:
     """Remove what interrupted commits and deleted repos left under a stopped server's root."""
-    from .localhub.storage import HubStorage
+    from ..localhub.storage import HubStorage
 
     if not (root / "repos").is_dir():
         raise InvalidInputError(f"{root} holds no local Hub (no repos/ folder): give the --root of `hub serve`")
@@ -134,19 +134,6 @@ def hub_gc(root: HubRoot = Path("./hubdata")) -> None:
                   f"({report.bytes_freed / 2**20:.1f} MiB) under {root.resolve()}")
 
 
-BUNDLED_RANKER = MICRO_ZOO / "ranker"
-
-
-def _expand_zoo(entries: list[str]) -> list[str]:
-    """A folder of model folders (each with a config.json) stands for all of them."""
-    out: list[str] = []
-    for entry in entries:
-        path = Path(entry)
-        if path.is_dir() and not (path / "config.json").exists():
-            out += sorted(str(p.parent) for p in path.glob("*/config.json"))
-        else:
-            out.append(entry)
-    return out
 
 
 @app.command()
@@ -178,14 +165,16 @@ def bench(
     rerank: Annotated[int | None, typer.Option(help="Spider re-ranking budget (default: the ranker's).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("hf_spider_bench"),
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON report instead of the table.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Compare every ranking method with the ground truth on a zoo x targets."""
     _use_token(token)
-    from .bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
+    from ..backbones import expand_model_folders
+    from ..bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
+    from ..tasks import parse_dataset_spec
 
     bundled = MICRO_ZOO / "models"
-    models = _expand_zoo(zoo or [str(bundled)])
+    models = expand_model_folders(zoo or [str(bundled)])
     if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
         baseline = str(bundled / "resnet18-all-mix")
     if not targets and data_root is None:
@@ -196,13 +185,13 @@ def bench(
         reference = str(data_root / "reference-mix")
     embedder = None
     if baseline and reference:
-        ref_name, ref_split = _dataset_and_split(reference)
+        ref_name, ref_split = parse_dataset_spec(reference)
         embedder = EmbedderSetup(baseline, ref_name, ref_split, steps=embed_steps)
-    if ranker is None and not zoo and (BUNDLED_RANKER / "config.json").exists():
-        ranker = str(BUNDLED_RANKER)
+    if ranker is None and not zoo and (MICRO_ZOO / "ranker" / "config.json").exists():
+        ranker = str(MICRO_ZOO / "ranker")
     spider = None
     if ranker is not None:
-        from .spider.hub import load_ranker
+        from ..spider.hub import load_ranker
 
         spider = load_ranker(ranker)
     if targets:
@@ -227,12 +216,6 @@ def bench(
         console.print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
 
 
-ZOO_ORG = "hf-spider-zoo"  # where the demo publishes the bundled zoo; the bundled ranker names its models so
-DEFAULT_POOL = ("src-animal-mnist:test", "src-clipart-symbols:test", "src-emoji-apple:test", "src-emoji-google:test",
-                "src-glyphs-a:test", "src-icons-breeze-oxygen:test", "src-icons-papirus:test", "src-wesnoth-a:test",
-                "aux-emoji-facebook:train", "aux-emoji-facebook:test")
-
-
 @app.command("train-ranker")
 def train_ranker_command(
     zoo: Annotated[list[str] | None, typer.Option(
@@ -253,23 +236,23 @@ def train_ranker_command(
     validation_tasks: Annotated[int, typer.Option(help="Validation tasks (linear-probe ground truth).")] = 30,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
     names_org: Annotated[str, typer.Option(help="Organisation the ranker records for models given as folders.")] = (
-        ZOO_ORG),
+        MICRO_ZOO_ORG),
     out: Annotated[Path | None, typer.Option(
         help="Save the ranker (config.json, model.safetensors, README.md) here.")] = None,
     push: Annotated[str | None, typer.Option(help="Push the ranker to this Hub repo.")] = None,
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the training report as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Train a Model Spider ranker on a zoo (features cached), choose its re-ranking budget, save/push it."""
     _use_token(token)
-    from .backbones import model_key
-    from .embedder.zoo import EmbedderSetup
-    from .spider import RankerRecipe, train_ranker
-    from .spider.training import TrainConfig
-    from .tasks import load_task
+    from ..backbones import expand_model_folders, model_key
+    from ..embedder.zoo import EmbedderSetup
+    from ..spider import RankerRecipe, train_ranker
+    from ..spider.training import TrainConfig
+    from ..tasks import load_task, parse_dataset_spec
 
     bundled = MICRO_ZOO / "models"
-    models = [m for m in _expand_zoo(zoo or [str(bundled)]) if model_key(m) not in set(exclude or [])]
+    models = [m for m in expand_model_folders(zoo or [str(bundled)]) if model_key(m) not in set(exclude or [])]
     if data_root is None and not pool:
         raise InvalidInputError("train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids "
                                 "or folders), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline "
@@ -278,11 +261,11 @@ def train_ranker_command(
     if reference is None and data_root is not None:
         reference = str(data_root / "reference-mix")
     datasets = []
-    for entry in pool or DEFAULT_POOL:
-        name, split = _dataset_and_split(entry)
+    for entry in pool or OFFLINE_POOL:
+        name, split = parse_dataset_spec(entry)
         local = data_root is not None and (data_root / name).is_dir()
         datasets.append(load_task(str(data_root / name) if local else name, split=split))
-    embedder = None if reference is None else EmbedderSetup(encoder, *_dataset_and_split(reference))
+    embedder = None if reference is None else EmbedderSetup(encoder, *parse_dataset_spec(reference))
     names = [f"{names_org}/{model_key(m)}" if Path(m).is_dir() else m for m in models]
     recipe = RankerRecipe(encoder=encoder, embedder=embedder,
                           token_source=token_source, train_tasks=train_tasks, validation_tasks=validation_tasks,
@@ -304,16 +287,10 @@ def train_ranker_command(
             console.print(f"Saved the ranker to {where}")
 
 
-def _dataset_and_split(text: str) -> tuple[str, str | None]:
-    """``org/name:split`` -> (``org/name``, ``split``); no suffix -> (text, None)."""
-    name, sep, split = text.rpartition(":")
-    return (name, split) if sep and name and "/" not in split else (text, None)
-
-
 @app.command()
 def embed(
     repo_id: Annotated[str, typer.Argument(help="Model repo to embed (timm or transformers image model).")],
-    baseline: Annotated[str, typer.Option(help="Public baseline model.")] = "timm/resnet18.a1_in1k",
+    baseline: Annotated[str, typer.Option(help="Public baseline model.")] = DEFAULT_BASELINE,
     reference: Annotated[str, typer.Option(help="Reference set DATASET[:split] (Hub id, alias or folder).")] = (
         "imagenet-val"),
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 4000,
@@ -325,14 +302,15 @@ def embed(
     force: Annotated[bool, typer.Option(help="Recompute even if the published embedding is up to date.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also save the embedding file here.")] = None,
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo."""
     _use_token(token)
-    from .embedder.pipeline import embed_repo
-    from .formats.embedding import serialize_embedding
+    from ..embedder.pipeline import embed_repo
+    from ..formats.embedding import serialize_embedding
+    from ..tasks import parse_dataset_spec
 
-    dataset, split = _dataset_and_split(reference)
+    dataset, split = parse_dataset_spec(reference)
     result = embed_repo(repo_id, baseline=baseline, reference=dataset, reference_split=split,
                         max_per_class=max_per_class, steps=steps, seed=seed, revision=revision, push=push,
                         create_pr=create_pr, force=force, progress=not json_output)
@@ -354,16 +332,16 @@ def embed(
 
 @app.command()
 def scan(
-    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    baseline: Baseline = DEFAULT_BASELINE,
     filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",
     author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Discover published embeddings on the Hub, validate them and update the local index."""
     _use_token(token)
-    from .hub.scan import scan as scan_hub
+    from ..hub.scan import scan as scan_hub
 
     result = scan_hub(baseline, filter=filter, author=author, search=search, progress=not json_output)
     if json_output:
@@ -402,7 +380,7 @@ def select(
         help="Rank the Hub models with this tag (forward-based, like --models).")] = None,
     limit: Annotated[int | None, typer.Option(help="With --filter: at most N models, most downloaded first.")] = None,
     baseline: Annotated[str | None, typer.Option(
-        help="Baseline the embeddings are over (default: the ranker's, else timm/resnet18.a1_in1k).")] = None,
+        help=f"Baseline the embeddings are over (default: the ranker's, else {DEFAULT_BASELINE}).")] = None,
     max_per_class: Annotated[int | None, typer.Option(help="Cap images per class.")] = None,
     shots: Annotated[int | None, typer.Option(help="Few-shot: use exactly K images per class.")] = None,
     method: Annotated[str | None, typer.Option(
@@ -421,13 +399,12 @@ def select(
     verified_only: Annotated[bool, typer.Option(
         help="Only models whose current commit passed `hf_spider verify` on this machine.")] = False,
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Rank models for your task: every model that published an embedding (no forward pass of candidates unless
     --rerank), or any models you name (--models, --filter) by a prior and a forward-based score."""
-    from .embedder.pipeline import DEFAULT_BASELINE
-    from .ranking import FORWARD, check_selection, rank_candidates, select_models
-    from .tasks import load_task
+    from ..ranking import FORWARD, check_selection, rank_candidates, select_models
+    from ..tasks import load_task
 
     _use_token(token)
     candidates = [m.strip() for entry in models or [] for m in entry.split(",") if m.strip()] or None
@@ -441,7 +418,7 @@ def select(
         raise typer.BadParameter(f"--method {method} needs --ranker REPO_OR_FOLDER", param_hint="--ranker")
     spider = None
     if ranker is not None and method not in (FORWARD, "embedder"):
-        from .spider.hub import load_ranker
+        from ..spider.hub import load_ranker
 
         spider = load_ranker(ranker)
     loading = time.perf_counter()
@@ -528,13 +505,13 @@ def _published_table(result, baseline: str, title: str, top: int, *, reranked: b
 @app.command()
 def verify(
     repo_id: Annotated[str, typer.Argument(help="Model repo whose published embedding to recompute.")],
-    baseline: Annotated[str, typer.Option(help="Baseline the embedding is over.")] = "timm/resnet18.a1_in1k",
+    baseline: Baseline = DEFAULT_BASELINE,
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Recompute a published embedding with its recorded settings and compare; exit 1 if it does not match."""
     _use_token(token)
-    from .verify import verify_repo
+    from ..verify import verify_repo
 
     report = verify_repo(repo_id, baseline=baseline, progress=not json_output)
     if json_output:
@@ -561,12 +538,12 @@ def demo(
         help="Keep the local Hub and its caches in this folder (default: a temporary one); "
              "a second run reuses what is there.")] = None,
     model: Annotated[list[str] | None, typer.Option(hidden=True, help="Zoo models to publish (quick runs).")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """The whole idea in a few minutes: publish the micro zoo to a local Hub and rank it for a small task."""
     import torch
 
-    from .demo import local_hub, render, rich_steps, run_demo
+    from ..demo import local_hub, render, rich_steps, run_demo
 
     torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
     with local_hub(root) as url:
@@ -583,7 +560,7 @@ def demo(
 @app.command()
 def chart(
     repos: Annotated[list[str], typer.Argument(help="Models to draw (each published an embedding over --baseline).")],
-    baseline: Annotated[str, typer.Option(help="Baseline the embeddings are over.")] = "timm/resnet18.a1_in1k",
+    baseline: Baseline = DEFAULT_BASELINE,
     tasks: Annotated[list[str] | None, typer.Option(
         help="Tasks whose groups are the axes: Hub dataset ids or folders (default: the bundled ones).")] = None,
     split: Annotated[str, typer.Option(help="Split of --tasks to use.")] = "train",
@@ -592,12 +569,12 @@ def chart(
     search: Annotated[str | None, typer.Option(help="Compare only with repos whose id contains this.")] = None,
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("spider.png"),
     token: Token = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the abilities as JSON.")] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Spider chart (Model Spider §5.4): each model's ability by task group, from published embeddings."""
     _use_token(token)
-    from .charts import chart_published
-    from .tasks import load_task
+    from ..charts import chart_published
+    from ..tasks import load_task
 
     named = {Path(t).name if Path(t).is_dir() else t.split("/")[-1]: load_task(t, split=split) for t in tasks or []}
     table = chart_published(repos, baseline, out, tasks=named or None, n_groups=groups, author=author, search=search,
@@ -647,8 +624,8 @@ def known_error_message(error: Exception) -> str | None:
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .errors import HfSpiderError, HubUnavailableError
-    from .hub.retry import transport_errors
+    from ..errors import HfSpiderError, HubUnavailableError
+    from ..hub.retry import transport_errors
 
     if format_known_exception is not None and isinstance(error, HfHubHTTPError):
         return format_known_exception(error)

@@ -1,0 +1,25 @@
+"""Option types shared by the commands, declared once (as huggingface_hub's ``cli/_cli_utils.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..constants import DEFAULT_BASELINE
+
+# option types shared by the commands that read a dataset
+ImageColumn = Annotated[str | None, typer.Option(help="Image column of the dataset (default: detected).")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column of the dataset (default: detected).")]
+DatasetConfig = Annotated[str | None, typer.Option("--config", help="Dataset configuration (subset) name.")]
+DataRoot = Annotated[Path | None, typer.Option(
+    envvar="HF_SPIDER_OFFLINE_DATA", help="Folder of offline datasets (tgt-*, reg-*, src-*, aux-*, reference-mix).")]
+# and by the commands that talk to the Hub
+Token = Annotated[str | None, typer.Option(
+    help="Hub token for private and gated repos (default: HF_TOKEN or `hf auth login`).", show_default=False)]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+Baseline = Annotated[str, typer.Option(help="Baseline the embeddings are over.")]  # default: DEFAULT_BASELINE
+
+__all__ = ["DEFAULT_BASELINE", "Baseline", "DataRoot", "DatasetConfig", "ImageColumn", "JsonOutput", "LabelColumn",
+           "Token"]
