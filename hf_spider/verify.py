@@ -36,7 +36,6 @@ import numpy as np
 from . import __version__
 from ._files import write_atomic
 from .constants import DEFAULT_BASELINE
-from .embedder.pipeline import embed_repo
 from .embedder.plausibility import plausibility_flags
 from .formats.embedding import PublishedEmbedding
 from .hub.embeddings import fetch_embedding
@@ -107,6 +106,8 @@ def verify_repo(
             repo or its embedding does not exist.
     """
     from huggingface_hub import HfApi
+
+    from .embedder.pipeline import embed_repo  # torch: the records and flags above need none
 
     sha = with_retries(lambda: HfApi().model_info(repo_id).sha, what=f"reading {repo_id}")
     published = with_retries(lambda: fetch_embedding(repo_id, baseline, revision=sha),

@@ -171,7 +171,7 @@ def test_table_token_spider_ranks_only_its_training_zoo(published):
 
 
 def test_select_again_finds_the_baseline_features_by_commit_without_loading_it(published, monkeypatch):
-    import hf_spider.ranking._published as module
+    import hf_spider.backbones._factory as module
 
     task = load_task(f"{ORG}/reference", split="test")
     first = select_models(task, baseline=BASELINE, author=ORG, progress=False)
@@ -183,6 +183,25 @@ def test_select_again_finds_the_baseline_features_by_commit_without_loading_it(p
     again = select_models(task, baseline=BASELINE, author=ORG, progress=False)
     assert [(c.repo_id, c.score) for c in again.candidates] == [(c.repo_id, c.score) for c in first.candidates]
     assert np.array_equal(again.task_embedding.vector, first.task_embedding.vector)
+
+
+def test_a_selection_from_cached_features_never_imports_torch(published):
+    """A re-run of ``select`` finds the baseline's features and the task embedding in the caches: it loads no model,
+    so it does not pay for importing torch (seconds of a warm selection's wall time)."""
+    import subprocess
+    import sys
+
+    task = load_task(f"{ORG}/reference", split="test")
+    first = select_models(task, baseline=BASELINE, author=ORG, progress=False)  # fills the caches
+    code = ("import json, sys\nfrom hf_spider.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+            "    pass\nprint(json.dumps(sorted(m for m in ('torch', 'timm', 'transformers') if m in sys.modules)), "
+            "file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code, "select", "--dataset", f"{ORG}/reference", "--split", "test",
+                          "--baseline", BASELINE, "--author", ORG, "--json"], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert json.loads(run.stderr.strip().splitlines()[-1]) == []
+    out = json.loads(run.stdout)
+    assert [(r["repo_id"], r["score"]) for r in out["ranking"]] == [(c.repo_id, c.score) for c in first.candidates]
 
 
 def test_cached_features_are_found_by_the_current_commit_only(api, repo_id):

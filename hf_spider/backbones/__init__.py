@@ -15,21 +15,26 @@ ONNX files are size-bounded and checked before onnxruntime opens them.
     ('timm', 512, 1000)
 """
 
-from . import _onnx, _timm, _transformers  # noqa: F401  (each registers its adapter)
-from ._base import Backbone, TorchBackbone
-from ._factory import (
-    check_weight_files,
-    expand_model_folders,
-    load_backbone,
-    model_key,
-    parse_model_id,
-    resolve_revision,
-)
-from ._onnx import OnnxBackbone
-from ._registry import list_libraries, register_library
-from ._timm import TimmBackbone
-from ._transformers import TransformersBackbone
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
+from ._ids import expand_model_folders, model_key, parse_model_id, resolve_revision
+from ._source import check_weight_files
+
+if TYPE_CHECKING:
+    from ._base import Backbone, TorchBackbone
+    from ._factory import list_libraries, load_backbone, register_library
+    from ._onnx import OnnxBackbone
+    from ._timm import TimmBackbone
+    from ._transformers import TransformersBackbone
 
 __all__ = ["Backbone", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
            "check_weight_files", "expand_model_folders", "list_libraries", "load_backbone", "model_key",
            "parse_model_id", "register_library", "resolve_revision"]
+
+# Model ids are parsed without torch; the models themselves load it on first use.
+__getattr__ = lazy_attributes(__name__, {
+    "Backbone": "_base", "TorchBackbone": "_base", "load_backbone": "_factory", "list_libraries": "_factory",
+    "register_library": "_factory", "OnnxBackbone": "_onnx", "TimmBackbone": "_timm",
+    "TransformersBackbone": "_transformers",
+})

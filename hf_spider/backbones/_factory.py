@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal
-
 import PIL.Image
 import torch
 
 from ..errors import ModelLoadError
+from . import _onnx, _timm, _transformers  # noqa: F401  (each registers its adapter, tried in this order)
 from ._base import Backbone
-from ._registry import detect_library, get_adapter
+from ._ids import parse_model_id
+from ._registry import detect_library, get_adapter, list_libraries, register_library
 from ._source import ModelSource, check_weight_files, folder_source, hub_source
 from ._timm import load_timm_builtin
 
-__all__ = ["check_weight_files", "load_backbone", "model_key", "parse_model_id", "resolve_revision"]
-
+__all__ = ["list_libraries", "load_backbone", "register_library"]
 
 
 def load_backbone(
@@ -68,48 +64,6 @@ def _load(source: ModelSource, *, library: str, trust_remote_code: bool, allow_p
     config = source.read_config()
     adapter = detect_library(config, where=source.where) if library == "auto" else get_adapter(library)
     return adapter.load(source, config, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-
-
-def resolve_revision(model_id: str) -> str | None:
-    """The commit sha a Hub model id (``@revision`` included) resolves to now; ``None`` for a folder or a timm
-    name. One Hub call, nothing downloaded."""
-    kind, name, revision = parse_model_id(model_id)
-    return hub_source(name, revision).revision if kind == "hub" else None
-
-
-def model_key(model_id: str) -> str:
-    """The zoo-wide name of a model: a Hub id's or folder's last component (revision dropped)."""
-    return Path(model_id.removeprefix("hf-hub:").split("@", 1)[0].rstrip("/")).name
-
-
-def expand_model_folders(entries: Sequence[str]) -> list[str]:
-    """Model ids, where a folder of model folders (each with a ``config.json``) stands for all of them."""
-    out: list[str] = []
-    for entry in entries:
-        path = Path(entry)
-        if path.is_dir() and not (path / "config.json").exists():
-            out += sorted(str(p.parent) for p in path.glob("*/config.json"))
-        else:
-            out.append(entry)
-    return out
-
-
-def parse_model_id(model_id: str) -> tuple[Literal["hub", "local", "builtin"], str, str | None]:
-    """``(source, name, revision)`` of a model id; the one place ids with prefixes and ``@rev`` are parsed."""
-    text = str(model_id).strip()
-    if text.startswith("local-dir:"):
-        return "local", text[len("local-dir:"):], None
-    if text.startswith(("hf-hub:", "hf_hub:")):
-        name, _, revision = text.split(":", 1)[1].partition("@")
-        return "hub", name, revision or None
-    if text.startswith("timm:"):
-        return "builtin", text[len("timm:"):], None
-    if os.path.isdir(os.path.expanduser(text)):
-        return "local", text, None
-    if "/" not in text:
-        return "builtin", text, None
-    name, _, revision = text.partition("@")
-    return "hub", name, revision or None
 
 
 def _probe_feature_dim(backbone: Backbone) -> int:

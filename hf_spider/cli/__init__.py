@@ -391,8 +391,9 @@ def select(
     rerank: Annotated[str | None, typer.Option(
         help="Forward passes allowed: score the top K, or `all` (forward default: all; spider: the ranker's "
              "validated K; embedder: 0).")] = None,
-    rerank_score: Annotated[str, typer.Option("--score", "--rerank-score",
-                                              help="Forward-based score (re-)ranking the top K.")] = "logme",
+    rerank_score: Annotated[str | None, typer.Option(
+        "--score", "--rerank-score", help="Forward-based score (re-)ranking the top K (default: logme).",
+        show_default=False)] = None,
     author: Annotated[str | None, typer.Option(help="Only models of this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
     top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
@@ -427,7 +428,7 @@ def select(
     loading = time.perf_counter() - loading
     if method == FORWARD:
         result = rank_candidates(task, candidates, filter=filter, author=author, search=search, limit=limit,
-                                 score=rerank_score, rerank=budget, baseline=baseline or DEFAULT_BASELINE,
+                                 score=rerank_score or "logme", rerank=budget, baseline=baseline or DEFAULT_BASELINE,
                                  progress=not json_output)
     else:
         baseline = baseline or (spider.baseline if spider is not None and spider.baseline else DEFAULT_BASELINE)
@@ -444,7 +445,7 @@ def select(
         return
     title = (f"Models for {task.name} ({len(task)} images) by {result.method}: "
              f"{result.forward_passes} candidate forward passes, {result.seconds:.1f} s")
-    console.print(_forward_table(result, rerank_score, title, top) if method == FORWARD
+    console.print(_forward_table(result, rerank_score or "logme", title, top) if method == FORWARD
                   else _published_table(result, baseline, title, top, reranked=bool(budget)))
     for c in result.candidates[:top]:
         for flag in c.flags:

@@ -10,15 +10,15 @@ features of a public baseline model, task embeddings by feature sifting, selecti
 Everything here runs on cached feature arrays; extraction and Hub publication live elsewhere.
 """
 
-from hf_spider.embedder.model_embedding import AffineMaps, ModelEmbedding, embed_model, fidelity
+from typing import TYPE_CHECKING
+
+from hf_spider._lazy import lazy_attributes
+from hf_spider.embedder._common import TaskEmbedding, embed_task_cached
 from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding, rank_rows
-from hf_spider.embedder.task_embedding import (
-    DEFAULT_GAMMA_GRID,
-    TaskEmbedding,
-    choose_gamma,
-    embed_task,
-    embed_task_cached,
-)
+
+if TYPE_CHECKING:
+    from hf_spider.embedder.model_embedding import AffineMaps, ModelEmbedding, embed_model, fidelity
+    from hf_spider.embedder.task_embedding import DEFAULT_GAMMA_GRID, choose_gamma, embed_task
 
 __all__ = [
     "DEFAULT_GAMMA_GRID",
@@ -34,3 +34,9 @@ __all__ = [
     "rank_by_embedding",
     "rank_rows",
 ]
+
+# The optimisations need torch; selecting with cached embeddings does not.
+__getattr__ = lazy_attributes(__name__, {
+    **dict.fromkeys(("AffineMaps", "ModelEmbedding", "embed_model", "fidelity"), "model_embedding"),
+    **dict.fromkeys(("DEFAULT_GAMMA_GRID", "choose_gamma", "embed_task"), "task_embedding"),
+})

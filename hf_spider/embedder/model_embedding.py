@@ -49,12 +49,12 @@ import torch
 import torch.nn.functional as nnf
 
 from hf_spider._arrays import as_tensor
+from hf_spider.embedder._common import V_INIT_LOGIT
 from hf_spider.errors import InvalidInputError
 
 __all__ = ["AffineMaps", "ModelEmbedding", "embed_model", "fidelity"]
 
 _EVAL_CHUNK = 8192  # rows per chunk when evaluating on the whole reference set
-_V_INIT_LOGIT = 6.0  # v' starts at 6τ (v = σ(6) ≈ 0.998), the upper end of its bound [-6τ, 6τ] (module docstring)
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,7 +284,7 @@ def embed_model(
 
     gen = torch.Generator().manual_seed(int(seed))
     init = {
-        "v_prime": torch.full((n_base,), _V_INIT_LOGIT * tau),
+        "v_prime": torch.full((n_base,), V_INIT_LOGIT * tau),
         "w": _linear_init(d_m, (d_m, n_base), gen),
         "b": _linear_init(d_m, (n_base,), gen),
         "w_hat": _linear_init(n_base, (n_base, d_m), gen),
@@ -302,7 +302,7 @@ def embed_model(
         (-torch.minimum(l_to, l_from)).backward()  # maximise min(L_to, L_from)
         _sgd_step(groups, bufs, _step_lr(lr, step, lr_step), momentum)
         with torch.no_grad():  # projection: no coordinate of v saturates beyond recovery (module docstring)
-            p["v_prime"].clamp_(-_V_INIT_LOGIT * tau, _V_INIT_LOGIT * tau)
+            p["v_prime"].clamp_(-V_INIT_LOGIT * tau, V_INIT_LOGIT * tau)
 
     v = _mask(p["v_prime"].detach(), tau)
     fid_to, fid_from = _full_fidelity(f, b, v, {k: t.detach() for k, t in p.items()})

@@ -28,11 +28,11 @@ import math
 
 import numpy as np
 
-from .model_embedding import _V_INIT_LOGIT
+from ._common import V_INIT_LOGIT
 
 __all__ = ["MAX_MEAN", "MAX_VALUE", "plausibility_flags"]
 
-MAX_VALUE = 1 / (1 + math.exp(-_V_INIT_LOGIT))  # σ(6): embed_model's largest value (its logits are bounded)
+MAX_VALUE = 1 / (1 + math.exp(-V_INIT_LOGIT))  # σ(6): embed_model's largest value (its logits are bounded)
 MAX_MEAN = 0.98  # above every self-embedding optimised for 1,000+ steps (0.87) and most 200-step ones
 
 

@@ -42,20 +42,16 @@ parameter sets [G, ...] on the same batches; the returned vector is the chosen �
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as nnf
 
-from hf_spider.embedder import _cache
+from hf_spider.embedder._common import V_INIT_LOGIT, TaskEmbedding
 from hf_spider.embedder.model_embedding import (
-    _V_INIT_LOGIT,
     _as_matrix,
     _batch_order,
     _check_positive,
@@ -66,30 +62,11 @@ from hf_spider.embedder.model_embedding import (
 )
 from hf_spider.errors import InvalidInputError
 
-__all__ = ["DEFAULT_GAMMA_GRID", "TaskEmbedding", "choose_gamma", "embed_task", "embed_task_cached"]
+__all__ = ["DEFAULT_GAMMA_GRID", "choose_gamma", "embed_task"]
 
 #: γ candidates of ``gamma="auto"``: 10^-5 … 10^0, four per decade (21 values); γ = 0 is added.
 DEFAULT_GAMMA_GRID: tuple[float, ...] = tuple(float(g) for g in np.logspace(-5, 0, 21))
 _EVAL_CHUNK = 4096
-
-
-@dataclass(frozen=True, eq=False)
-class TaskEmbedding:
-    """Result of :func:`embed_task`.
-
-    Attributes:
-        vector: [N] float32 in [0, 1], the task embedding v.
-        gamma: the sparsity level γ used for ``vector``.
-        accuracy: its held-out accuracy in [0, 1] (R² for regression; training metric if ``holdout=0``).
-        sweep: (γ, accuracy, ‖v‖₁) of every γ trained, γ ascending (γ = 0 first for ``gamma="auto"``).
-        regression: whether the targets were real-valued.
-    """
-
-    vector: np.ndarray
-    gamma: float
-    accuracy: float
-    sweep: list[tuple[float, float, float]]
-    regression: bool
 
 
 def choose_gamma(sweep: Sequence[tuple[float, float, float]], *, drop: float = 0.03) -> float:
@@ -257,7 +234,7 @@ def _train_sweep(
     """Feature sifting (paper §4.3) for G γ values at once; returns v [G, N], w [G, N, C], b [G, C]."""
     (n, n_base), g, dev = x.shape, gammas.shape[0], x.device
     per_epoch = -(-n // batch_size)
-    v_prime = torch.full((g, n_base), _V_INIT_LOGIT * tau, device=dev).requires_grad_()
+    v_prime = torch.full((g, n_base), V_INIT_LOGIT * tau, device=dev).requires_grad_()
     w = torch.zeros(g, n_base, out_dim, device=dev, requires_grad=True)  # zero head (decision)
     b = torch.zeros(g, out_dim, device=dev, requires_grad=True)
     order = _batch_order(n, epochs * per_epoch, batch_size, gen).to(dev)
@@ -346,29 +323,3 @@ def embed_task(
     )
 
 
-_CACHE_FORMAT = "1"
-
-
-def embed_task_cached(baseline_features: Any, labels: Any, *, regression: bool = False,
-                      gamma: float | Literal["auto"] = "auto", seed: int = 0, progress: bool = True) -> TaskEmbedding:
-    """:func:`embed_task` with the default optimisation, cached on disk by the digest of the features, the
-    labels and these settings: selecting again for the same task and baseline recomputes nothing."""
-    features = np.ascontiguousarray(np.asarray(baseline_features, dtype=np.float32))
-    targets = np.ascontiguousarray(np.asarray(labels))
-    digest = hashlib.sha256(json.dumps([_CACHE_FORMAT, regression, gamma, seed, features.shape,
-                                        str(targets.dtype), targets.shape]).encode())
-    digest.update(features.tobytes())
-    digest.update(targets.tobytes())
-    path = _cache.cache_file("task_embeddings", digest.hexdigest())
-    if (cached := _cache.read(path)) is not None:
-        try:
-            meta = json.loads(cached[1]["task_embedding"])
-            return TaskEmbedding(cached[0]["vector"], meta["gamma"], meta["accuracy"],
-                                 [tuple(row) for row in meta["sweep"]], meta["regression"])
-        except (KeyError, ValueError):  # another layout: compute it again
-            pass
-    result = embed_task(features, targets, regression=regression, gamma=gamma, seed=seed, progress=progress)
-    meta = {"gamma": result.gamma, "accuracy": result.accuracy, "sweep": [list(row) for row in result.sweep],
-            "regression": result.regression}
-    _cache.write(path, {"vector": result.vector.astype(np.float32)}, {"task_embedding": json.dumps(meta)})
-    return result

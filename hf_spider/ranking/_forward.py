@@ -22,17 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import scores
-from ..backbones import load_backbone, parse_model_id
+from ..backbones import parse_model_id
 from ..embedder import rank_rows
 from ..errors import InvalidInputError
-from ..features import extract_features
 from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding, embedding_path
 from ..formats.weights import count_parameters
 from ..hub.candidates import HubModel, describe_models, list_candidates, skipped_on_failure
 from ..hub.embeddings import fetch_embedding
 from ..tasks import Task
-from ._published import BaselineRun
+from ._published import BaselineRun, run_model
 from ._result import Candidate, Selection, rank_by_prior, timed
 
 __all__ = ["SECONDS_PER_PARAMETER_IMAGE", "rank_candidates"]
@@ -63,6 +61,8 @@ def rank_candidates(
     ``score=None``. Private and gated repos are read with the token huggingface_hub finds (``HF_TOKEN``,
     ``hf auth login``).
     """
+    from .. import scores
+
     scores.info(score)  # an unknown score is refused before any work, with the closest name
     if rerank is not None and rerank < 0:
         raise InvalidInputError("rerank must be >= 0 (or None for every candidate)")
@@ -169,6 +169,8 @@ def _score(task: Task, candidates: Sequence[Candidate], budget: int, revisions: 
     :data:`SECONDS_PER_PARAMETER_IMAGE`), then corrects it by what it measures."""
     from tqdm.auto import tqdm
 
+    from .. import scores
+
     needs_probs = "source_probs" in scores.info(score).needs
     typical = _median([c.parameters for c in candidates if c.parameters]) or 10_000_000
     work = {c.repo_id: (c.parameters or typical) * len(task) for c in candidates}
@@ -184,8 +186,8 @@ def _score(task: Task, candidates: Sequence[Candidate], budget: int, revisions: 
             break
         tick = time.perf_counter()
         with skipped_on_failure(skipped, candidate.repo_id):
-            backbone = load_backbone(candidate.repo_id, revision=revisions[candidate.repo_id])
-            f = extract_features(backbone, task, with_source_probs=needs_probs, progress=False)
+            f = run_model(candidate.repo_id, task, revision=revisions[candidate.repo_id],
+                          with_source_probs=needs_probs, progress=False)
             candidate.score = scores.score(score, features=f.features, labels=task.labels,
                                            source_probs=f.source_probs, regression=task.regression)
         if candidate.repo_id in skipped:

@@ -17,24 +17,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import scores
-from ..backbones import Backbone, load_backbone, model_key
+from ..backbones import model_key
 from ..constants import DEFAULT_BASELINE
 from ..embedder import TaskEmbedding, embed_task_cached, rank_rows
 from ..errors import InvalidInputError, ModelLoadError
-from ..features import Features, cached_features, extract_features
+from ..features import Features, cached_features
 from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding
 from ..hub.candidates import skipped_on_failure
 from ..hub.scan import scan
-from ..spider.hub import load_ranker
-from ..spider.model import SpiderRanker
-from ..spider.predict import rank_models
 from ..tasks import Task
 from ..verify import embedding_flags, verification_records, verification_status
 from ._result import Candidate, Selection, rank_by_prior, timed
+
+if TYPE_CHECKING:
+    from ..backbones import Backbone
+    from ..spider.model import SpiderRanker
 
 __all__ = ["FORWARD", "METHODS", "BaselineRun", "check_selection", "select_models"]
 
@@ -44,15 +45,30 @@ METHODS = ("embedder", "spider", "spider+embedder")
 FORWARD = "forward"
 
 
-def check_selection(*, method: str, rerank: int, rerank_score: str) -> None:
-    """Refuse a selection's bad arguments before any work, with the closest valid name."""
+def check_selection(*, method: str, rerank: int, rerank_score: str | None) -> None:
+    """Refuse a selection's bad arguments before any work, with the closest valid name (``rerank_score=None``:
+    none given)."""
     if rerank < 0:
         raise InvalidInputError("rerank must be >= 0")
     if method not in (*METHODS, FORWARD):
         close = difflib.get_close_matches(method, (*METHODS, FORWARD), n=1)
         raise InvalidInputError(f"unknown method {method!r}; {f'did you mean {close[0]!r}? ' if close else ''}"
                                 f"available: {', '.join((*METHODS, FORWARD))}")
-    scores.info(rerank_score)
+    if rerank_score is not None:
+        from .. import scores  # the registry imports the scores, and torch
+
+        scores.info(rerank_score)
+
+
+def run_model(model: str | Backbone, task: Task, *, revision: str | None = None, with_source_probs: bool = False,
+              progress: bool = True) -> Features:
+    """One forward pass of ``model`` (an id, or a loaded backbone) over ``task``, through the feature cache. Torch
+    is imported here, the first time a selection needs a model: a selection from cached features never does."""
+    from ..backbones import load_backbone
+    from ..features import extract_features
+
+    backbone = load_backbone(model, revision=revision) if isinstance(model, str) else model
+    return extract_features(backbone, task, with_source_probs=with_source_probs, progress=progress)
 
 
 def select_models(
@@ -62,7 +78,7 @@ def select_models(
     ranker: str | SpiderRanker | None = None,
     baseline: str = DEFAULT_BASELINE,
     rerank: int = 0,
-    rerank_score: str = "logme",
+    rerank_score: str | None = "logme",
     filter: str = "hf-spider",
     author: str | None = None,
     search: str | None = None,
@@ -87,6 +103,8 @@ def select_models(
     if method != "embedder":
         if ranker is None:
             raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")
+        from ..spider.hub import load_ranker
+
         ranker = load_ranker(ranker) if isinstance(ranker, str) else ranker
     start, timings = time.perf_counter(), {}
     with timed(timings, "scan"):
@@ -130,20 +148,22 @@ def select_models(
     def own_features(repo: str, with_source_probs: bool = False) -> Features | None:
         """One forward pass of a candidate; ``None`` (and the reason in ``skipped``) when it cannot be run."""
         with skipped_on_failure(skipped, repo), timed(timings, "rerank"):
-            return extract_features(load_backbone(repo, revision=by_repo[repo].repo_sha), task,
-                                    with_source_probs=with_source_probs, progress=progress)
+            return run_model(repo, task, revision=by_repo[repo].repo_sha, with_source_probs=with_source_probs,
+                             progress=progress)
         return None
 
     if method == "embedder":
         for repo, value in embedder_scores.items():
             candidates[repo].score = value
         ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
-        needs_probs = "source_probs" in scores.info(rerank_score).needs
         rescored: list[Candidate] = []
-        for c in ranked:  # the top k that can be run: one that cannot gives its place to the next
+        for c in ranked if rerank else ():  # the top k that can be run: one that cannot gives its place to the next
             if len(rescored) == rerank:
                 break
-            if (f := own_features(c.repo_id, needs_probs)) is not None:
+            from .. import scores
+
+            rerank_score = rerank_score or "logme"
+            if (f := own_features(c.repo_id, "source_probs" in scores.info(rerank_score).needs)) is not None:
                 c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
                                               source_probs=f.source_probs, regression=task.regression)
                 rescored.append(c)
@@ -180,6 +200,8 @@ class BaselineRun:
     def start(cls, baseline: str, task: Task) -> BaselineRun:
         if (cached := cached_features(baseline, task)) is not None:
             return cls(baseline, task, f"sha256:{cached[1]}", None, cached[0])
+        from ..backbones import load_backbone
+
         base = load_backbone(baseline)
         return cls(baseline, task, f"sha256:{base.weights_hash()}", base, None)
 
@@ -194,8 +216,8 @@ class BaselineRun:
                    ) -> tuple[np.ndarray, TaskEmbedding]:
         """The baseline's features on the task [n, d] and the task's embedding (both cached)."""
         with timed(timings, "baseline forward"):
-            features = (self.cached if self.cached is not None
-                        else extract_features(self.backbone, self.task, progress=progress))
+            features = self.cached if self.cached is not None else run_model(self.backbone, self.task,
+                                                                             progress=progress)
         with timed(timings, "task embedding"):
             embedding = embed_task_cached(features.features, self.task.labels, regression=self.task.regression,
                                           gamma=gamma, progress=progress)
@@ -223,8 +245,10 @@ def _spider_rank(ranker: SpiderRanker, method: str, task: Task, baseline: str, b
     if not repos:
         raise InvalidInputError("no candidate has a model token for this ranker")
     encoder_features = (baseline_features if model_key(ranker.encoder) == model_key(baseline)
-                        else extract_features(load_backbone(ranker.encoder), task, progress=progress).features)
+                        else run_model(ranker.encoder, task, progress=progress).features)
     combine_with = np.array([embedder_scores[r] for r in repos]) if method == "spider+embedder" else None
+    from ..spider.predict import rank_models
+
     ranking = rank_models(ranker, encoder_features, task.labels, regression=task.regression, rerank=rerank,
                           candidate_features=lambda i: own_features(repos[i]), combine_with=combine_with, **tokens)
     for i, repo in enumerate(repos):
