@@ -21,6 +21,7 @@ import pytest
 from conftest import invoke_cli
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from test_hub_server import commit_lost_before_its_refs
 
 from hf_spider.localhub import server as server_module
 from hf_spider.localhub import storage as storage_module
@@ -305,22 +306,12 @@ def test_commits_fsync_files_and_folders(tmp_path: Path, monkeypatch):
     storage.close()
 
 
-def test_gc_removes_what_interrupted_commits_and_deleted_repos_leave(tmp_path: Path, monkeypatch):
+def test_gc_removes_what_interrupted_commits_and_deleted_repos_leave(tmp_path: Path):
     storage = HubStorage(tmp_path / "hub")
     repo = storage.create_repo("model", "org/kept")
     storage.commit(repo, [Operation("add", "f.txt", b"v1")], title="v1")
     storage.commit(repo, [Operation("add", "g.txt", b"v2")], title="v2", create_pr=True)
-    real_replace = os.replace
-
-    def crash_on_refs(src, dst):
-        if str(dst).endswith("refs.json"):
-            raise OSError("simulated power loss")
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", crash_on_refs)
-    with pytest.raises(OSError, match="power loss"):
-        storage.commit(repo, [Operation("add", "f.txt", b"never acknowledged")], title="lost")
-    monkeypatch.undo()
+    commit_lost_before_its_refs(storage, repo, [Operation("add", "f.txt", b"never acknowledged")])
     gone = storage.create_repo("model", "org/gone")
     storage.commit(gone, [Operation("add", "h.txt", b"deleted with its repo")], title="h")
     storage.delete_repo("model", "org/gone")

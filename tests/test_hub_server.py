@@ -201,12 +201,8 @@ def test_storage_survives_restart(tmp_path: Path):
         assert Path(path).read_bytes() == b"kept"
 
 
-def test_a_crash_mid_commit_leaves_the_previous_revision(tmp_path: Path, monkeypatch):
-    storage = HubStorage(tmp_path / "hub")
-    repo = storage.create_repo("model", "org/atomic")
-    storage.commit(repo, [Operation("add", "f.txt", b"v1")], title="v1")
-    before = storage.resolve(repo, "main")
-
+def commit_lost_before_its_refs(storage: HubStorage, repo, operations: list[Operation]) -> None:
+    """A commit whose blobs and commit file are written and whose ``refs.json`` swap never happens (power loss)."""
     real_replace = os.replace
 
     def crash_on_refs(src, dst):
@@ -214,10 +210,19 @@ def test_a_crash_mid_commit_leaves_the_previous_revision(tmp_path: Path, monkeyp
             raise OSError("simulated power loss")
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", crash_on_refs)
-    with pytest.raises(OSError, match="power loss"):
-        storage.commit(repo, [Operation("add", "f.txt", b"v2"), Operation("add", "g.txt", b"new")], title="v2")
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(os, "replace", crash_on_refs)
+        with pytest.raises(OSError, match="power loss"):
+            storage.commit(repo, operations, title="lost")
+
+
+def test_a_crash_mid_commit_leaves_the_previous_revision(tmp_path: Path):
+    storage = HubStorage(tmp_path / "hub")
+    repo = storage.create_repo("model", "org/atomic")
+    storage.commit(repo, [Operation("add", "f.txt", b"v1")], title="v1")
+    before = storage.resolve(repo, "main")
+
+    commit_lost_before_its_refs(storage, repo, [Operation("add", "f.txt", b"v2"), Operation("add", "g.txt", b"new")])
 
     storage.close()  # the crashed server is gone
     reopened = HubStorage(tmp_path / "hub")  # what a restarted server sees
