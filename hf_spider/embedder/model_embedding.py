@@ -16,26 +16,13 @@ Objective (paper §4.2, the max-min problem under Def. 4.2), with v = sigmoid(v'
 
 Optimisation (paper §5.1): SGD, batch 128, lr 0.1, momentum 0.9, weight decay 5e-4 on every
 parameter (the paper disables weight decay only for the *task* embedding), lr ÷10 every 1k of 4k steps.
-Initialisation (the paper is silent; **decision**): v' = 6τ, i.e. v = σ(6) ≈ 0.998 for every
-feature: the embedding starts from the full baseline set and the objective removes features. (From
-v' = 0, i.e. v = ½, all 12 of our planted-structure runs switched off 13–62 % of the planted features
-and kept some unrelated ones; from 6τ none did; from 10τ the mask barely moves within the step budget.)
-
-Bound on v' (the paper is silent; **decision**): after every step v' is projected onto [−6τ, 6τ], so
-v ∈ [σ(−6), σ(6)] = [0.0025, 0.9975]. Why: a step moves the logit v'/τ by lr/τ² = 1000 times its
-gradient, so during the first ~150 steps, while the maps are still far from fitted and the mask's
-gradient is mostly noise, a coordinate can cross the sigmoid's active region in a few steps and land
-at a logit of 15–20, where σ' < 1e-6 and its gradient vanishes. Only the weight decay then pulls it
-back, by a factor e^(−lr·λ/(1−μ)) per step: 1/e in 2,000 steps at lr 0.1, 20,000 after the first ÷10.
-Which unrelated features got stuck "on" (or planted ones "off") depended on the seed: two seeds'
-embeddings of the same model disagreed on 2–5 of 48 features (intersection-over-union 0.86–0.92, and
-L_to, L_from 0.98 instead of 0.9999). Within the bound the slope is never below 1/100 of its peak,
-so the objective can always move a coordinate back; all seeds then found exactly the planted subset.
-The published values are within 0.0025 of a binary mask. w, b, ŵ, b̂ are
-initialised as ``torch.nn.Linear`` (U(±1/√fan_in)) from a seeded ``torch.Generator`` that also draws
-the batches (one shuffled pass over D per epoch), so a CPU run is bit-reproducible for given inputs
-and seed. The optimisation stops after ``steps``; the recorded fidelity is evaluated afterwards on
-every row of the reference set.
+Two decisions where the paper is silent (the evidence: ``docs/embedder.md``): v' starts at 6τ (v = σ(6) ≈ 0.998,
+the full baseline set, from which the objective removes features), and after every step v' is projected onto
+[−6τ, 6τ], so the published values are within 0.0025 of a binary mask and no coordinate's gradient vanishes.
+w, b, ŵ, b̂ are initialised as ``torch.nn.Linear`` from a seeded ``torch.Generator`` that also draws the
+batches (one shuffled pass over D per epoch): a CPU run is bit-reproducible for given inputs and seed. The
+optimisation stops after ``steps``; the recorded fidelity is evaluated afterwards on every row of the
+reference set.
 """
 
 from __future__ import annotations
