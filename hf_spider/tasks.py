@@ -29,6 +29,7 @@ import numpy as np
 import PIL.Image
 
 from .errors import DatasetError
+from .hub.client import endpoint, hub_api
 
 __all__ = [
     "DATASET_ALIASES",
@@ -368,24 +369,23 @@ def _split_revision(text: str) -> tuple[str, str | None]:
 def _resolve_dataset_revision(repo_id: str, revision: str | None, *, alias: str | None = None) -> str:
     """Commit sha of ``repo_id`` at ``revision`` (a moving branch becomes a fixed cache key); ``alias`` is the
     name the user gave, when ``repo_id`` is what it stands for."""
-    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     from .hub.retry import with_retries
 
     try:
-        return with_retries(lambda: HfApi().dataset_info(repo_id, revision=revision).sha,
+        return with_retries(lambda: hub_api().dataset_info(repo_id, revision=revision).sha,
                             what=f"reading dataset {repo_id}")
     except RevisionNotFoundError as exc:
         raise DatasetError(f"revision {revision!r} not found in dataset {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:
         if alias is not None:
             raise DatasetError(f"{alias!r} stands for the Hub dataset {repo_id!r}, which is not on the Hub at "
-                               f"{constants.ENDPOINT} (or it is gated: log in with `hf auth login`)") from exc
+                               f"{endpoint()} (or it is gated: log in with `hf auth login`)") from exc
         known = difflib.get_close_matches(repo_id, list(DATASET_ALIASES), n=3)
         hint = f"; did you mean {', '.join(map(repr, known))}?" if known else ""
         raise DatasetError(
-            f"{repo_id!r} is neither a local folder nor a dataset on the Hub at {constants.ENDPOINT} "
+            f"{repo_id!r} is neither a local folder nor a dataset on the Hub at {endpoint()} "
             f"(or it is gated: log in with `hf auth login`){hint}"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:

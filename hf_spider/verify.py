@@ -38,6 +38,7 @@ from ._files import write_atomic
 from .constants import DEFAULT_BASELINE
 from .embedder.plausibility import plausibility_flags
 from .formats.embedding import PublishedEmbedding
+from .hub.client import hub_api
 from .hub.embeddings import fetch_embedding
 from .hub.retry import with_retries
 from .hub.scan import default_index_dir
@@ -105,11 +106,9 @@ def verify_repo(
         InvalidArtifactError: the published file is malformed; huggingface_hub's errors when the
             repo or its embedding does not exist.
     """
-    from huggingface_hub import HfApi
-
     from .embedder.pipeline import embed_repo  # torch: the records and flags above need none
 
-    sha = with_retries(lambda: HfApi().model_info(repo_id).sha, what=f"reading {repo_id}")
+    sha = with_retries(lambda: hub_api().model_info(repo_id).sha, what=f"reading {repo_id}")
     published = with_retries(lambda: fetch_embedding(repo_id, baseline, revision=sha),
                              what=f"reading the published embedding of {repo_id}")
     meta = published.metadata

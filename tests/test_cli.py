@@ -160,12 +160,10 @@ def test_a_missing_baseline_is_named_as_the_baseline(hub):
 
 
 def test_an_unreachable_hub_is_one_line_not_a_traceback(capsys, monkeypatch):
-    from huggingface_hub import constants
-
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # read at each call, not at import
     with pytest.raises(SystemExit) as exit_info:
         main(["select", "--dataset", "nobody/some-data"])
     assert exit_info.value.code == 1

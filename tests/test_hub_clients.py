@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from conftest import FIXTURES
 from huggingface_hub import HfApi, PyTorchModelHubMixin
@@ -80,3 +82,29 @@ def test_datasets_load_dataset_from_a_dataset_repo(api: HfApi, repo_id: str):
     streamed = datasets.load_dataset(repo_id, split="test", streaming=True)  # Range requests on resolve
     assert sum(1 for _ in streamed) == 40
     assert api.dataset_info(repo_id).card_data.license == "bsd-3-clause"
+
+
+def test_hf_spiders_client_names_itself_and_reads_the_endpoint_at_each_call(tmp_path, monkeypatch):
+    """Every hf_spider call to the Hub says ``hf_spider/<version>`` in its User-Agent (``library_name``), and goes
+    to the endpoint ``HF_ENDPOINT`` names when the call is made, whatever it was when huggingface_hub was imported."""
+    from hf_spider import __version__
+    from hf_spider.hub.client import download, hub_api
+    from hf_spider.localhub import LocalHub, server
+
+    agents: list[str] = []
+    dispatch = server._Handler._dispatch
+
+    def recording(self, method):
+        agents.append(self.headers.get("User-Agent", ""))
+        dispatch(self, method)
+
+    monkeypatch.setattr(server._Handler, "_dispatch", recording)
+    with LocalHub(tmp_path / "other-hub") as other:
+        HfApi(endpoint=other.url, token="t").create_repo("elsewhere/model")
+        HfApi(endpoint=other.url, token="t").upload_file(path_or_fileobj=b"x", path_in_repo="f.txt",
+                                                         repo_id="elsewhere/model")
+        agents.clear()
+        monkeypatch.setenv("HF_ENDPOINT", other.url)
+        assert hub_api().model_info("elsewhere/model").id == "elsewhere/model"
+        assert Path(download("elsewhere/model", "f.txt", revision="main")).read_text() == "x"
+    assert agents and all(f"hf_spider/{__version__}" in agent for agent in agents), agents

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import InvalidArtifactError, ModelLoadError, UnsafeArtifactError
+from ..hub.client import download, endpoint, hub_api
 
 __all__ = ["MAX_CONFIG_BYTES", "ModelSource", "check_weight_files", "folder_source", "hub_source"]
 
@@ -110,12 +110,11 @@ def hub_source(repo_id: str, revision: str | None = None) -> ModelSource:
 
 def _resolve_model_revision(repo_id: str, revision: str | None) -> tuple[str, dict[str, int | None]]:
     """``(commit sha, {path: size})`` of a Hub model repo at ``revision``."""
-    from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     from ..hub.retry import with_retries
 
-    api = HfApi(library_name="hf_spider", library_version=__version__)
+    api = hub_api()
     try:
         info = with_retries(lambda: api.model_info(repo_id, revision=revision, files_metadata=True),
                             what=f"reading model {repo_id}")
@@ -123,7 +122,7 @@ def _resolve_model_revision(repo_id: str, revision: str | None) -> tuple[str, di
         raise ModelLoadError(f"revision {revision!r} not found in model {repo_id!r}") from exc
     except RepositoryNotFoundError as exc:
         raise ModelLoadError(
-            f"model {repo_id!r} not found on the Hub at {constants.ENDPOINT} (or it is gated: `hf auth login`)"
+            f"model {repo_id!r} not found on the Hub at {endpoint()} (or it is gated: `hf auth login`)"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ModelLoadError(f"cannot reach the Hub for model {repo_id!r}: {exc}") from exc
@@ -131,11 +130,9 @@ def _resolve_model_revision(repo_id: str, revision: str | None) -> tuple[str, di
 
 
 def _hub_download(repo_id: str, filename: str, revision: str) -> Path:
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="hf_spider",
-                                    library_version=__version__))
+        return Path(download(repo_id, filename, revision=revision))
     except EntryNotFoundError as exc:
         raise ModelLoadError(f"{repo_id}@{revision[:8]} has no {filename}") from exc

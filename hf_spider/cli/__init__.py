@@ -622,15 +622,15 @@ def known_error_message(error: Exception) -> str | None:
         from huggingface_hub.cli._errors import format_known_exception
     except ImportError:  # a private helper of huggingface_hub's CLI: fall back to the message itself
         format_known_exception = None
-    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     from ..errors import HfSpiderError, HubUnavailableError
+    from ..hub.client import endpoint
     from ..hub.retry import transport_errors
 
     if format_known_exception is not None and isinstance(error, HfHubHTTPError):
         return format_known_exception(error)
-    where = f"{constants.ENDPOINT}, timeout {_state['timeout']:g} s" if "timeout" in _state else constants.ENDPOINT
+    where = f"{endpoint()}, timeout {_state['timeout']:g} s" if "timeout" in _state else endpoint()
     if isinstance(error, transport_errors()):
         return f"cannot reach the Hub at {where}: {error} (offline? set HF_ENDPOINT to a local Hub)"
     if isinstance(error, HubUnavailableError):

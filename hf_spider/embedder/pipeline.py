@@ -22,6 +22,7 @@ from ..backbones import load_backbone
 from ..constants import DEFAULT_BASELINE
 from ..features import extract_features
 from ..formats.embedding import FORMAT_VERSION
+from ..hub.client import hub_api
 from ..hub.embeddings import fetch_embedding, publish_embedding
 from ..hub.retry import with_retries
 from ..tasks import load_task
@@ -83,10 +84,9 @@ def embed_repo(
         push: publish the result in one commit (``create_pr`` opens a pull request instead).
         force: recompute even if an up-to-date embedding is already published.
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    info = with_retries(lambda: HfApi().model_info(repo_id, revision=revision, files_metadata=True),
+    info = with_retries(lambda: hub_api().model_info(repo_id, revision=revision, files_metadata=True),
                         what=f"reading {repo_id}")
     base = with_retries(lambda: load_backbone(baseline), what=f"loading the baseline {baseline}")
     task = with_retries(lambda: load_task(reference, split=reference_split, max_per_class=max_per_class, seed=seed),

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import HfSpiderError, HubUnavailableError
+from .client import hub_api
 from .retry import with_retries
 
 __all__ = ["HubModel", "describe_models", "failure_reason", "list_candidates", "skipped_on_failure"]
@@ -36,9 +37,7 @@ class HubModel:
 def list_candidates(*, filter: str | None = None, author: str | None = None, search: str | None = None,
                     limit: int | None = None, token: str | None = None) -> list[str]:
     """Repo ids of the Hub models matching a ``list_models`` query, most downloaded first."""
-    from huggingface_hub import HfApi
-
-    return with_retries(lambda: [m.id for m in HfApi(token=token).list_models(
+    return with_retries(lambda: [m.id for m in hub_api(token=token).list_models(
         filter=filter, author=author, search=search, limit=limit, sort="downloads")], what="listing the models")
 
 
@@ -71,10 +70,8 @@ def skipped_on_failure(skipped: dict[str, str], repo_id: str) -> Iterator[None]:
 
 
 def _describe(repo_id: str, *, token: str | None, timeout: float | None) -> HubModel:
-    from huggingface_hub import HfApi
-
     name, _, revision = repo_id.partition("@")
-    info = with_retries(lambda: HfApi(token=token).model_info(name, revision=revision or None, files_metadata=True,
+    info = with_retries(lambda: hub_api(token=token).model_info(name, revision=revision or None, files_metadata=True,
                                                               timeout=timeout), what=f"describing {name}")
     model = HubModel(repo_id, info.sha, downloads=info.downloads or 0,
                      files=frozenset(s.rfilename for s in info.siblings or []))

@@ -24,6 +24,7 @@ from ..formats.embedding import (
     serialize_embedding,
 )
 from .cards import card_template
+from .client import download, hub_api
 
 __all__ = ["download_embedding", "fetch_embedding", "publish_embedding", "render_card_section", "update_card"]
 
@@ -40,9 +41,7 @@ def fetch_embedding(
         huggingface_hub's ``EntryNotFoundError`` (no embedding) / ``RepositoryNotFoundError``;
         InvalidArtifactError: the file fails :func:`parse_embedding`.
     """
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
+    api = hub_api(token=token)
     sha = revision if revision and re.fullmatch(r"[0-9a-f]{40}", revision) else api.model_info(
         repo_id, revision=revision).sha
     vector, metadata = parse_embedding(download_embedding(repo_id, embedding_path(baseline), sha, token=token),
@@ -60,14 +59,14 @@ def download_embedding(repo_id: str, filename: str, sha: str, *, token: str | bo
         InvalidArtifactError: the file is larger than :data:`MAX_FILE_BYTES`;
         huggingface_hub's errors for a missing file or repo.
     """
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     announced = get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=sha), token=token,
                                      retry_on_errors=True).size  # huggingface_hub's backoff on 429/5xx/network
     if announced is not None and announced > MAX_FILE_BYTES:
         raise InvalidArtifactError(f"file of {announced} bytes is larger than any valid embedding "
                                    f"({MAX_FILE_BYTES}); not downloaded")
-    with open(hf_hub_download(repo_id, filename, revision=sha, token=token), "rb") as f:
+    with open(download(repo_id, filename, revision=sha, token=token), "rb") as f:
         return f.read(MAX_FILE_BYTES + 1)  # parse_embedding rejects a longer read
 
 
@@ -126,11 +125,11 @@ def publish_embedding(
         HubUnavailableError: the Hub kept failing and nothing was published ("checking whether publishing ...
             went through failed": the Hub failed even the search for a lost commit, so the outcome is unknown).
     """
-    from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
+    from huggingface_hub import CommitInfo, CommitOperationAdd
 
     from .retry import with_retries
 
-    api = HfApi(token=token)
+    api = hub_api(token=token)
     info = with_retries(lambda: api.model_info(repo_id, revision=revision, token=token), what=f"reading {repo_id}")
     meta = {k: str(v) for k, v in metadata.items()}
     payload = serialize_embedding(vector, meta)
@@ -172,11 +171,10 @@ def publish_embedding(
 
 def _read_file(repo_id: str, filename: str, sha: str, token: str | bool | None) -> bytes | None:
     """A (small) file of a model repo at ``sha``, or ``None`` if the repo has no such file."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=sha, token=token)).read_bytes()
+        return Path(download(repo_id, filename, revision=sha, token=token)).read_bytes()
     except RemoteEntryNotFoundError:  # not LocalEntryNotFoundError: a network failure is not an absent file
         return None
 

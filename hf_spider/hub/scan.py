@@ -39,6 +39,7 @@ from ..formats.embedding import (
     embedding_path,
     parse_embedding,
 )
+from .client import endpoint, hub_api
 from .embeddings import download_embedding
 from .retry import with_retries
 
@@ -69,10 +70,7 @@ class ScanResult:
 
 def default_index_dir(baseline: str) -> Path:
     """Index folder for ``baseline`` on the current endpoint (indexes of different Hubs never mix)."""
-    from huggingface_hub import constants
-
-    endpoint = hashlib.sha256(constants.ENDPOINT.encode()).hexdigest()[:12]
-    return cache_root() / "index" / endpoint / baseline_slug(baseline)
+    return cache_root() / "index" / hashlib.sha256(endpoint().encode()).hexdigest()[:12] / baseline_slug(baseline)
 
 
 def _load_index(folder: Path) -> dict[str, dict[str, Any]]:
@@ -163,14 +161,13 @@ def scan(
         index_dir: local index folder (default :func:`default_index_dir`).
         max_workers: concurrent downloads.
     """
-    from huggingface_hub import HfApi
     from tqdm.auto import tqdm
 
     folder = Path(index_dir) if index_dir is not None else default_index_dir(baseline)
     previous = _load_index(folder)
     filename = embedding_path(baseline)
     expected = {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
-    listed = with_retries(lambda: list(HfApi().list_models(filter=filter, author=author, search=search,
+    listed = with_retries(lambda: list(hub_api().list_models(filter=filter, author=author, search=search,
                                                            expand=["sha", "siblings", "safetensors",
                                                                    "downloads"])), what="listing the models")
 
