@@ -157,13 +157,15 @@ def select_models(
             candidates[repo].score = value
         ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
         rescored: list[Candidate] = []
+        if rerank:
+            from .. import scores  # with torch: only a selection that runs candidates needs them
+
+            rerank_score = rerank_score or "logme"
+            needs_probs = "source_probs" in scores.info(rerank_score).needs
         for c in ranked if rerank else ():  # the top k that can be run: one that cannot gives its place to the next
             if len(rescored) == rerank:
                 break
-            from .. import scores
-
-            rerank_score = rerank_score or "logme"
-            if (f := own_features(c.repo_id, "source_probs" in scores.info(rerank_score).needs)) is not None:
+            if (f := own_features(c.repo_id, needs_probs)) is not None:
                 c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
                                               source_probs=f.source_probs, regression=task.regression)
                 rescored.append(c)
