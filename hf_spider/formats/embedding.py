@@ -95,6 +95,11 @@ class PublishedEmbedding:
     metadata: dict[str, str]
 
     @property
+    def settings(self) -> tuple[str | None, ...]:
+        """What must match for two embeddings to be comparable (:data:`COMPATIBILITY_KEYS`)."""
+        return tuple(self.metadata.get(k) for k in COMPATIBILITY_KEYS)
+
+    @property
     def fidelity(self) -> tuple[float, float]:
         return float(self.metadata["fidelity_to"]), float(self.metadata["fidelity_from"])
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..backbones import parse_model_id
 from ..embedder import rank_rows
 from ..errors import InvalidInputError
-from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding, embedding_path
+from ..formats.embedding import PublishedEmbedding, embedding_path
 from ..formats.weights import count_parameters
 from ..hub.candidates import HubModel, describe_models, list_candidates, skipped_on_failure
 from ..hub.embeddings import fetch_embedding
@@ -115,7 +115,7 @@ def _score_published(run: BaselineRun, entries: list[PublishedEmbedding], candid
     by_id = {c.repo_id.partition("@")[0]: c for c in candidates}
     comparable = []
     for e in entries:
-        if chosen is not None and tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) == chosen:
+        if chosen is not None and e.settings == chosen:
             comparable.append(e)
         else:
             by_id[e.repo_id].flags.append(f"published embedding not used: not over {run.baseline}'s weights and "

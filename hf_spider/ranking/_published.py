@@ -26,7 +26,7 @@ from ..constants import DEFAULT_BASELINE
 from ..embedder import TaskEmbedding, embed_task_cached, rank_rows
 from ..errors import InvalidInputError, ModelLoadError
 from ..features import Features, cached_features
-from ..formats.embedding import COMPATIBILITY_KEYS, PublishedEmbedding
+from ..formats.embedding import PublishedEmbedding
 from ..hub.candidates import skipped_on_failure
 from ..hub.scan import scan
 from ..tasks import Task
@@ -127,7 +127,7 @@ def select_models(
     records = verification_records(baseline)
     entries = []
     for e in found.entries:  # sorted by repo id
-        if tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) != chosen:
+        if e.settings != chosen:
             skipped[e.repo_id] = "embedded against other baseline weights or another reference set"
         elif e.vector.shape != task_embedding.vector.shape:
             skipped[e.repo_id] = f"embedding has {e.vector.size} values, the baseline {task_embedding.vector.size}"
@@ -208,10 +208,9 @@ class BaselineRun:
         return cls(baseline, task, f"sha256:{base.weights_hash()}", base, None)
 
     def comparable_group(self, entries: Sequence[PublishedEmbedding]) -> tuple | None:
-        """The settings (:data:`COMPATIBILITY_KEYS`) most embeddings over these weights share: only those are
+        """The settings (:attr:`PublishedEmbedding.settings`) most embeddings over these weights share: only those are
         comparable (SPEC §3.3). None when no embedding is over these weights."""
-        groups = Counter(tuple(e.metadata.get(k) for k in COMPATIBILITY_KEYS) for e in entries
-                         if e.metadata.get("baseline_weights") == self.weights)
+        groups = Counter(e.settings for e in entries if e.metadata.get("baseline_weights") == self.weights)
         return groups.most_common(1)[0][0] if groups else None
 
     def embed_task(self, *, gamma: float | str, timings: dict[str, float], progress: bool,
