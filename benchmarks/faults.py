@@ -89,7 +89,7 @@ def publish_zoo(api, repos: int) -> tuple[dict[str, np.ndarray], set[str]]:
 
 def scan_once(proxy_url: str, workdir: Path, valid: dict[str, np.ndarray], invalid: set[str]) -> dict:
     """One ``hf_spider scan`` subprocess with fresh caches; its outcome counted against what was published."""
-    from hf_spider.hub.scan import _load_index
+    from hf_spider.hub.scan import load_local_index
 
     home = Path(tempfile.mkdtemp(dir=workdir))
     env = {**os.environ, "HF_ENDPOINT": proxy_url, "HF_HOME": str(home / "hf"), "HF_SPIDER_CACHE": str(home / "c"),
@@ -105,7 +105,7 @@ def scan_once(proxy_url: str, workdir: Path, valid: dict[str, np.ndarray], inval
     indexed = {e["repo_id"] for e in out["embeddings"]}
     reported = indexed | set(out["skipped"])
     (folder,) = (home / "c" / "index").glob("*/*")
-    index = _load_index(folder)
+    index = load_local_index(folder)
     return {"seconds": seconds, "crash": 0, "indexed": len(indexed),
             "failed": sum(1 for r in valid if out["skipped"].get(r, "").startswith("download failed")),
             "lost": len((set(valid) | invalid) - reported),

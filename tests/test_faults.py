@@ -28,7 +28,7 @@ from hf_spider.backbones import load_backbone
 from hf_spider.constants import MICRO_ZOO
 from hf_spider.features import extract_features
 from hf_spider.formats.embedding import embedding_path, parse_embedding, serialize_embedding
-from hf_spider.hub.scan import _load_index
+from hf_spider.hub.scan import load_local_index
 from hf_spider.localhub.server import LocalHub
 from hf_spider.tasks import load_task
 from hf_spider.testing.faults import KINDS, FaultyProxy
@@ -107,7 +107,7 @@ def _scan(proxy: FaultyProxy, home: Path, *args: str, **extra: str) -> dict:
 def _index(home: Path) -> dict[str, dict]:
     """The scan's local index as the scan itself reads it back (vectors included)."""
     (folder,) = (home / "cache" / "index").glob("*/*")
-    return _load_index(folder)
+    return load_local_index(folder)
 
 
 def test_proxy_injects_every_kind_counts_them_and_keeps_pagination_behind_it(upstream, published):

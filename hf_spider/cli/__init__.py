@@ -25,6 +25,7 @@ from ._cli_utils import (
     DataRoot,
     DatasetConfig,
     ImageColumn,
+    IndexRepo,
     JsonOutput,
     LabelColumn,
     Token,
@@ -41,6 +42,9 @@ app = typer.Typer(
 hub_app = typer.Typer(help="Run a local, Hub-compatible server (offline tests, demos, air-gapped sites).",
                       no_args_is_help=True)
 app.add_typer(hub_app, name="hub")
+index_app = typer.Typer(help="An index of published embeddings on the Hub: one download for a whole scan.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 console = Console(emoji=False)
 err_console = Console(stderr=True, emoji=False)
@@ -336,14 +340,26 @@ def scan(
     filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",
     author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
     search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
+    index: IndexRepo = None,
+    since: Annotated[bool, typer.Option(
+        help="With --index: also scan, repo by repo, the repos modified since the index was built.")] = False,
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Discover published embeddings on the Hub, validate them and update the local index."""
     _use_token(token)
-    from ..hub.scan import scan as scan_hub
+    if since and index is None:
+        raise typer.BadParameter("--since merges the repos changed since an index: pass --index too",
+                                 param_hint="--since")
+    if index is None:
+        from ..hub.scan import scan as scan_hub
 
-    result = scan_hub(baseline, filter=filter, author=author, search=search, progress=not json_output)
+        result = scan_hub(baseline, filter=filter, author=author, search=search, progress=not json_output)
+    else:
+        from ..hub.index import scan_index
+
+        result = scan_index(index, baseline, since=since, filter=filter, author=author, search=search,
+                            progress=not json_output)
     if json_output:
         console.print_json(data={"embeddings": [{"repo_id": e.repo_id, "sha": e.repo_sha, **e.metadata}
                                                 for e in result.entries],
@@ -353,7 +369,7 @@ def scan(
     from rich.table import Table
 
     table = Table(title=f"Embeddings over {baseline}: {len(result.entries)} valid, {len(result.skipped)} skipped, "
-                        f"{result.downloaded} downloaded")
+                        f"{result.downloaded} downloaded" + (f" (and the index {index})" if index else ""))
     for col in ("repo", "sha", "fidelity to/from", "reference"):
         table.add_column(col)
     for e in result.entries:
@@ -364,6 +380,31 @@ def scan(
         console.print(f"[yellow]skipped[/] {repo}: {reason}", highlight=False)
     console.print(f"Published embeddings by baseline (repos): {escape(result.baselines_line())}", highlight=False,
                   soft_wrap=True)
+
+
+@index_app.command("build")
+def index_build(
+    push: Annotated[str, typer.Option(help="Dataset repo to push the index to (ORG/NAME).")],
+    baseline: Baseline = DEFAULT_BASELINE,
+    filter: Annotated[str, typer.Option(help="Hub tag to list.")] = "hf-spider",
+    author: Annotated[str | None, typer.Option(help="Only this user or organisation.")] = None,
+    search: Annotated[str | None, typer.Option(help="Substring of the repo id.")] = None,
+    private: Annotated[bool, typer.Option(help="Create the dataset repo private.")] = False,
+    token: Token = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Scan the Hub and push every valid embedding over the baseline into one dataset repo, in one commit."""
+    _use_token(token)
+    from ..hub.index import build_index
+
+    build = build_index(push, baseline, filter=filter, author=author, search=search, private=private,
+                        progress=not json_output)
+    if json_output:
+        console.print_json(data=vars(build))
+        return
+    console.print(f"{push}: {build.rows} embeddings over {baseline} from {build.listed} listed repos "
+                  f"({build.fetched} files downloaded, {len(build.skipped)} repos skipped)", highlight=False)
+    console.print(f"Pushed: {build.commit_url}")
 
 
 @app.command()
@@ -399,6 +440,9 @@ def select(
     top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
     verified_only: Annotated[bool, typer.Option(
         help="Only models whose current commit passed `hf_spider verify` on this machine.")] = False,
+    index: IndexRepo = None,
+    verify_top: Annotated[int, typer.Option(
+        help="With --index: check the top K against the files in their own repos.")] = 10,
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
@@ -438,7 +482,7 @@ def select(
             budget = sys.maxsize
         result = select_models(task, method=method, ranker=spider, baseline=baseline, rerank=budget,
                                rerank_score=rerank_score, author=author, search=search, verified_only=verified_only,
-                               progress=not json_output)
+                               index=index, verify_top=verify_top, progress=not json_output)
     result.timings = {"task load": loading, **result.timings}
     if json_output:
         console.print_json(data=result.to_json())
@@ -453,8 +497,12 @@ def select(
     if method == FORWARD:
         for repo, reason in result.skipped.items():
             console.print(f"[yellow]skipped[/] {escape(repo)}: {escape(reason)}", highlight=False, soft_wrap=True)
-    elif result.skipped:
-        console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
+    else:
+        for repo, found in result.checked.items():
+            if found != "verified":
+                console.print(f"[yellow]checked[/] {escape(repo)}: {escape(found)}", highlight=False, soft_wrap=True)
+        if result.skipped:
+            console.print(f"{len(result.skipped)} repos skipped (see `hf_spider scan`).")
 
 
 def _use_token(token: str | None) -> None:

@@ -20,6 +20,8 @@ Token = Annotated[str | None, typer.Option(
     help="Hub token for private and gated repos (default: HF_TOKEN or `hf auth login`).", show_default=False)]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Baseline = Annotated[str, typer.Option(help="Baseline the embeddings are over.")]  # default: DEFAULT_BASELINE
+IndexRepo = Annotated[str | None, typer.Option(
+    "--index", help="Read the embeddings from this index dataset (`hf_spider index build`) in one download.")]
 
-__all__ = ["DEFAULT_BASELINE", "Baseline", "DataRoot", "DatasetConfig", "ImageColumn", "JsonOutput", "LabelColumn",
-           "Token"]
+__all__ = ["DEFAULT_BASELINE", "Baseline", "DataRoot", "DatasetConfig", "ImageColumn", "IndexRepo", "JsonOutput",
+           "LabelColumn", "Token"]

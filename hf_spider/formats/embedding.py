@@ -34,6 +34,7 @@ __all__ = [
     "embedding_path",
     "parse_embedding",
     "serialize_embedding",
+    "validate_embedding",
 ]
 
 EMBEDDING_DIR = "hf_spider"
@@ -87,12 +88,14 @@ _METADATA_FORMATS: dict[str, tuple[str, Callable[[str], bool]]] = {
 
 @dataclass(frozen=True)
 class PublishedEmbedding:
-    """A validated embedding read from a repo: its vector, metadata and the repo commit it came from."""
+    """A validated embedding read from a repo: its vector, metadata, the repo commit it came from and the sha256 of
+    the file's bytes (empty when the file was not read, e.g. an index row that names none)."""
 
     repo_id: str
     repo_sha: str
     vector: np.ndarray
     metadata: dict[str, str]
+    file_sha256: str = ""
 
     @property
     def settings(self) -> tuple[str | None, ...]:
@@ -214,6 +217,21 @@ def _check_tensor_spec(header: dict[str, Any], data_bytes: int) -> int:
     return size
 
 
+def validate_embedding(vector: np.ndarray, metadata: Any, *, expected: dict[str, str] | None = None,
+                       ) -> tuple[np.ndarray, dict[str, str]]:
+    """The checks of :func:`parse_embedding` on an embedding already read (an index row): the metadata, then the
+    vector (float32 [N] with 1 <= N <= 65536, finite, in [0, 1]).
+
+    Raises:
+        InvalidArtifactError: naming the first problem found.
+    """
+    metadata = _check_metadata(metadata, expected)
+    size = vector.shape[0] if isinstance(vector, np.ndarray) and vector.ndim == 1 else -1
+    if not 0 < size <= MAX_DIMENSION:
+        raise InvalidArtifactError(f"embedding must be one-dimensional with 1..{MAX_DIMENSION} values")
+    return _check_vector(vector, size), metadata
+
+
 def _read_vector(data: bytes, size: int) -> np.ndarray:
     """The embedding through the safetensors reader, re-checked: float32 [size], finite, in [0, 1]."""
     from safetensors.numpy import load
@@ -222,8 +240,12 @@ def _read_vector(data: bytes, size: int) -> np.ndarray:
         vector = load(data)["embedding"]
     except Exception as e:  # safetensors raises its own error types for whatever it cannot read
         raise InvalidArtifactError(f"safetensors cannot read the file: {str(e)[:200]}") from None
+    return _check_vector(vector, size)
+
+
+def _check_vector(vector: np.ndarray, size: int) -> np.ndarray:
     if vector.dtype != np.float32 or vector.shape != (size,):
-        raise InvalidArtifactError(f"safetensors read {vector.dtype} {vector.shape}, not float32 ({size},)")
+        raise InvalidArtifactError(f"embedding is {vector.dtype} {vector.shape}, not float32 ({size},)")
     if not np.isfinite(vector).all():
         raise InvalidArtifactError(f"embedding has {int((~np.isfinite(vector)).sum())} NaN or infinite values")
     if vector.min() < 0 or vector.max() > 1:

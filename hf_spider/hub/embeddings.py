@@ -7,6 +7,7 @@ The file format is :mod:`hf_spider.formats.embedding`. Publishing adds the tag `
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ def fetch_embedding(
     api = hub_api(token=token)
     sha = revision if revision and re.fullmatch(r"[0-9a-f]{40}", revision) else api.model_info(
         repo_id, revision=revision).sha
-    vector, metadata = parse_embedding(download_embedding(repo_id, embedding_path(baseline), sha, token=token),
-                                       expected=expected)
-    return PublishedEmbedding(repo_id, sha, vector, metadata)
+    data = download_embedding(repo_id, embedding_path(baseline), sha, token=token)
+    vector, metadata = parse_embedding(data, expected=expected)
+    return PublishedEmbedding(repo_id, sha, vector, metadata, hashlib.sha256(data).hexdigest())
 
 
 def download_embedding(repo_id: str, filename: str, sha: str, *, token: str | bool | None = None) -> bytes:

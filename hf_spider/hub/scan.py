@@ -16,7 +16,9 @@ per embedding size N, so one repo publishing a vector of another size cannot bre
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 from collections import Counter
@@ -43,9 +45,9 @@ from .client import endpoint, hub_api
 from .embeddings import download_embedding
 from .retry import with_retries
 
-__all__ = ["ScanResult", "default_index_dir", "scan"]
+__all__ = ["ScanResult", "default_index_dir", "load_local_index", "save_local_index", "scan"]
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 @dataclass
@@ -73,7 +75,7 @@ def default_index_dir(baseline: str) -> Path:
     return cache_root() / "index" / hashlib.sha256(endpoint().encode()).hexdigest()[:12] / baseline_slug(baseline)
 
 
-def _load_index(folder: Path) -> dict[str, dict[str, Any]]:
+def load_local_index(folder: Path) -> dict[str, dict[str, Any]]:
     """Previous entries, with their vectors; an unreadable index is dropped (it is only a cache)."""
     try:
         index = json.loads((folder / "index.json").read_text())
@@ -96,7 +98,7 @@ def _read_matrices(path: Path) -> dict[str, np.ndarray]:
     return load_file(path)
 
 
-def _save_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
+def save_local_index(folder: Path, repos: dict[str, dict[str, Any]]) -> None:
     """Write the matrix, then the JSON naming its rows, each by an atomic replace."""
     from safetensors.numpy import save_file
 
@@ -132,13 +134,78 @@ def _fetch(repo_id: str, sha: str, filename: str, expected: dict[str, str] | Non
     try:
         data = with_retries(lambda: download_embedding(repo_id, filename, sha), what="download")
         vector, metadata = parse_embedding(data, expected=expected)
-        return {"sha": sha, "status": "ok", "metadata": metadata, "vector": vector}
+        return {"sha": sha, "status": "ok", "metadata": metadata, "vector": vector,
+                "file_sha256": hashlib.sha256(data).hexdigest()}
     except InvalidArtifactError as e:
         return {"sha": sha, "status": "invalid", "reason": f"invalid embedding file: {e}"}
     except HubUnavailableError as e:  # "download failed after N attempts: ...": skipped now, retried next scan
         return {"sha": sha, "status": "error", "reason": str(e)}
     except Exception as e:  # other Hub errors: skipped now, retried on the next scan
         return {"sha": sha, "status": "error", "reason": f"download failed: {type(e).__name__}: {e}"}
+
+
+def list_tagged(*, filter: str | Iterable[str] = HF_SPIDER_TAG, author: str | None = None, search: str | None = None,
+                newer_than: str | None = None, token: str | bool | None = None) -> list[Any]:
+    """The Hub's listing of the tagged repos, with what a scan reads of each (``ModelInfo``); ``newer_than`` (an ISO
+    date): only the repos modified after it, read newest first until the listing reaches it."""
+    api = hub_api(token=token)
+    expand = ["sha", "lastModified", "siblings", "safetensors", "downloads"]
+
+    def listing() -> list[Any]:
+        if newer_than is None:
+            return list(api.list_models(filter=filter, author=author, search=search, expand=expand))
+        since = _dt.datetime.fromisoformat(newer_than)
+        return list(itertools.takewhile(lambda info: info.last_modified > since, api.list_models(
+            filter=filter, author=author, search=search, expand=expand, sort="lastModified")))
+
+    return with_retries(listing, what="listing the models")
+
+
+def refresh(listed: Iterable[Any], previous: dict[str, dict[str, Any]], baseline: str, expected: dict[str, str], *,
+            max_workers: int = 8, progress: bool = True) -> tuple[dict[str, dict[str, Any]], int]:
+    """The entry of each listed repo: kept from ``previous`` when the repo's commit is the same, else downloaded and
+    validated (``max_workers`` at once). Returns the entries and how many files were downloaded."""
+    from tqdm.auto import tqdm
+
+    filename = embedding_path(baseline)
+    current: dict[str, dict[str, Any]] = {}
+    to_fetch: list[tuple[str, str]] = []
+    for info in listed:
+        old = previous.get(info.id)
+        if filename not in {s.rfilename for s in info.siblings or []}:
+            current[info.id] = {"sha": info.sha, "status": "missing", "reason": f"no {filename} in the repo"}
+        elif old is not None and old["sha"] == info.sha and old["status"] in ("ok", "invalid") and (
+                old["status"] == "invalid" or all(old["metadata"].get(k) == v for k, v in expected.items())):
+            current[info.id] = old  # unchanged since the last scan: nothing to download
+        else:
+            to_fetch.append((info.id, info.sha))
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        futures = {repo: pool.submit(_fetch, repo, sha, filename, expected) for repo, sha in to_fetch}
+        for repo, future in tqdm(futures.items(), desc="fetching embeddings", disable=not progress or not futures):
+            current[repo] = future.result()
+    for info in listed:
+        current[info.id].update(last_modified=info.last_modified.isoformat() if info.last_modified else "",
+                                parameters=info.safetensors.total if info.safetensors else None,
+                                downloads=info.downloads or 0)
+    return current, len(to_fetch)
+
+
+def expected_metadata(baseline: str, expected: dict[str, str] | None = None) -> dict[str, str]:
+    """What every embedding over ``baseline`` must carry: its baseline, and ``expected``."""
+    return {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
+
+
+def scan_result(current: dict[str, dict[str, Any]], *, downloaded: int, baselines: dict[str, int]) -> ScanResult:
+    """The valid embeddings (by repo id) and the skipped repos of a scan's entries."""
+    result = ScanResult(downloaded=downloaded, baselines=baselines)
+    for repo, entry in sorted(current.items()):
+        result.sizes[repo] = (entry.get("parameters"), entry.get("downloads") or 0)
+        if entry["status"] == "ok":
+            result.entries.append(PublishedEmbedding(repo, entry["sha"], entry["vector"], entry["metadata"],
+                                                     entry.get("file_sha256", "")))
+        else:
+            result.skipped[repo] = entry["reason"]
+    return result
 
 
 def scan(
@@ -161,39 +228,9 @@ def scan(
         index_dir: local index folder (default :func:`default_index_dir`).
         max_workers: concurrent downloads.
     """
-    from tqdm.auto import tqdm
-
     folder = Path(index_dir) if index_dir is not None else default_index_dir(baseline)
-    previous = _load_index(folder)
-    filename = embedding_path(baseline)
-    expected = {"baseline": baseline.removeprefix("hf-hub:"), **(expected or {})}
-    listed = with_retries(lambda: list(hub_api().list_models(filter=filter, author=author, search=search,
-                                                           expand=["sha", "siblings", "safetensors",
-                                                                   "downloads"])), what="listing the models")
-
-    current: dict[str, dict[str, Any]] = {}
-    to_fetch: list[tuple[str, str]] = []
-    for info in listed:
-        old = previous.get(info.id)
-        if filename not in {s.rfilename for s in info.siblings or []}:
-            current[info.id] = {"sha": info.sha, "status": "missing", "reason": f"no {filename} in the repo"}
-        elif old is not None and old["sha"] == info.sha and old["status"] in ("ok", "invalid") and (
-                old["status"] == "invalid" or all(old["metadata"].get(k) == v for k, v in expected.items())):
-            current[info.id] = old  # unchanged since the last scan: nothing to download
-        else:
-            to_fetch.append((info.id, info.sha))
-    with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        futures = {repo: pool.submit(_fetch, repo, sha, filename, expected) for repo, sha in to_fetch}
-        for repo, future in tqdm(futures.items(), desc="fetching embeddings", disable=not progress or not futures):
-            current[repo] = future.result()
-    _save_index(folder, current)
-
-    result = ScanResult(downloaded=len(to_fetch), sizes={
-        info.id: (info.safetensors.total if info.safetensors else None, info.downloads or 0) for info in listed})
-    result.baselines = _published_baselines(listed)
-    for repo, entry in sorted(current.items()):
-        if entry["status"] == "ok":
-            result.entries.append(PublishedEmbedding(repo, entry["sha"], entry["vector"], entry["metadata"]))
-        else:
-            result.skipped[repo] = entry["reason"]
-    return result
+    listed = list_tagged(filter=filter, author=author, search=search)
+    current, downloaded = refresh(listed, load_local_index(folder), baseline, expected_metadata(baseline, expected),
+                                  max_workers=max_workers, progress=progress)
+    save_local_index(folder, current)
+    return scan_result(current, downloaded=downloaded, baselines=_published_baselines(listed))

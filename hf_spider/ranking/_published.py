@@ -82,6 +82,8 @@ def select_models(
     filter: str = "hf-spider",
     author: str | None = None,
     search: str | None = None,
+    index: str | None = None,
+    verify_top: int = 10,
     gamma: float | str = "auto",
     verified_only: bool = False,
     progress: bool = True,
@@ -96,10 +98,17 @@ def select_models(
     ``method`` is one of :data:`METHODS`; the spider methods need ``ranker`` (a Hub repo id or folder,
     loaded by :func:`~hf_spider.spider.hub.load_ranker`, or a :class:`SpiderRanker`). ``rerank`` is the
     forward-pass budget: ``rerank_score`` re-orders the embedder's top k, the spider re-ranks its own.
+
+    ``index``: read the embeddings from this index dataset (``hf_spider index build``) in one download instead of
+    one per repo; each model the zero-forward ranking puts in its top ``verify_top`` is then checked against the
+    file in its own repo (:func:`~hf_spider.hub.index.check_against_source`) and re-ranked by that file, or
+    dropped, until the top ``verify_top`` are all checked. What each check found is in ``Selection.checked``.
     """
     check_selection(method=method, rerank=rerank, rerank_score=rerank_score)
     if method == FORWARD:
         raise InvalidInputError("the forward-based cascade ranks any models: call rank_candidates")
+    if verify_top < 0:
+        raise InvalidInputError("verify_top must be >= 0")
     if method != "embedder":
         if ranker is None:
             raise InvalidInputError(f"method {method} needs a trained ranker (--ranker REPO_OR_FOLDER)")
@@ -108,7 +117,12 @@ def select_models(
         ranker = load_ranker(ranker) if isinstance(ranker, str) else ranker
     start, timings = time.perf_counter(), {}
     with timed(timings, "scan"):
-        found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
+        if index is None:
+            found = scan(baseline, filter=filter, author=author, search=search, progress=progress)
+        else:
+            from ..hub.index import scan_index
+
+            found = scan_index(index, baseline, author=author, search=search, progress=progress)
     skipped = dict(found.skipped)
     try:
         with timed(timings, "baseline load"):
@@ -135,15 +149,6 @@ def select_models(
             skipped[e.repo_id] = "not verified at its current commit (run `hf_spider verify REPO`)"
         else:
             entries.append(e)
-    by_repo = {e.repo_id: e for e in entries}
-    matrix = np.stack([e.vector for e in entries]) if entries else np.zeros((0, task_embedding.vector.size))
-    candidates = {e.repo_id: Candidate(e.repo_id, 0.0, e.fidelity, e.metadata["created_at"],
-                                       flags=embedding_flags(e, records)) for e in entries}
-    for repo, c in candidates.items():
-        c.parameters, c.downloads = found.sizes.get(repo, (None, 0))
-    rank_by_prior(list(candidates.values()))
-    with timed(timings, "sweep"):
-        embedder_scores = dict(rank_rows(task_embedding.vector, matrix, list(by_repo)))
 
     def own_features(repo: str, with_source_probs: bool = False) -> Features | None:
         """One forward pass of a candidate; ``None`` (and the reason in ``skipped``) when it cannot be run."""
@@ -152,38 +157,76 @@ def select_models(
                              progress=progress)
         return None
 
-    if method == "embedder":
-        for repo, value in embedder_scores.items():
-            candidates[repo].score = value
-        ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
-        rescored: list[Candidate] = []
-        if rerank:
-            from .. import scores  # with torch: only a selection that runs candidates needs them
-
-            rerank_score = rerank_score or "logme"
-            needs_probs = "source_probs" in scores.info(rerank_score).needs
-        for c in ranked if rerank else ():  # the top k that can be run: one that cannot gives its place to the next
-            if len(rescored) == rerank:
-                break
-            if (f := own_features(c.repo_id, needs_probs)) is not None:
-                c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
-                                              source_probs=f.source_probs, regression=task.regression)
-                rescored.append(c)
-        ranked = sorted(rescored, key=lambda c: (-c.rerank_score, c.repo_id)) + [
-            c for c in ranked if c not in rescored and c.repo_id not in skipped]
-        k = len(rescored)
-        label = "embedder" + (f"+rerank({rerank_score}, k={k})" if k else "")
-    else:
-        def own(repo: str) -> np.ndarray | None:
-            f = own_features(repo)
-            return None if f is None else f.features
-
+    def rank(budget: int) -> tuple[list[Candidate], str, int]:
+        candidates = {e.repo_id: Candidate(e.repo_id, 0.0, e.fidelity, e.metadata["created_at"],
+                                           flags=embedding_flags(e, records)) for e in entries}
+        for repo, c in candidates.items():
+            c.parameters, c.downloads = found.sizes.get(repo, (None, 0))
+        rank_by_prior(list(candidates.values()))
+        matrix = np.stack([e.vector for e in entries]) if entries else np.zeros((0, task_embedding.vector.size))
+        with timed(timings, "sweep"):
+            embedder_scores = dict(rank_rows(task_embedding.vector, matrix, [e.repo_id for e in entries]))
+        if method == "embedder":
+            return _embedder_rank(candidates, embedder_scores, task, budget, rerank_score, own_features)
         with timed(timings, "spider"):
             ranked, k = _spider_rank(ranker, method, task, baseline, task_features, entries, candidates,
-                                     embedder_scores, rerank, own, progress)
-        ranked = [c for c in ranked if c.repo_id not in skipped]
-        label = method + (f"+rerank(k={k})" if k else "")
-    return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped, timings)
+                                     embedder_scores, budget, lambda repo: getattr(own_features(repo), "features",
+                                                                                   None), progress)
+        return ranked, method + (f"+rerank(k={k})" if k else ""), k
+
+    by_repo = {e.repo_id: e for e in entries}
+    checked: dict[str, str] = {}
+    if index is not None:  # the index's word for the zero-forward top k is checked against the repos themselves
+        with timed(timings, "verify top"):
+            _check_top(entries, lambda: rank(0)[0], verify_top, baseline, chosen, checked, skipped)
+        by_repo = {e.repo_id: e for e in entries}
+    ranked, label, k = rank(rerank)
+    ranked = [c for c in ranked if c.repo_id not in skipped]
+    return Selection(ranked, label, k, time.perf_counter() - start, task_embedding, skipped, timings, checked)
+
+
+def _embedder_rank(candidates: dict[str, Candidate], embedder_scores: dict[str, float], task: Task, rerank: int,
+                   rerank_score: str | None, own_features: Callable[..., Features | None],
+                   ) -> tuple[list[Candidate], str, int]:
+    """The embedder's order, its top ``rerank`` that can be run re-ordered by ``rerank_score``."""
+    for repo, value in embedder_scores.items():
+        candidates[repo].score = value
+    ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.repo_id))
+    rescored: list[Candidate] = []
+    if rerank:
+        from .. import scores  # with torch: only a selection that runs candidates needs them
+
+        rerank_score = rerank_score or "logme"
+        needs_probs = "source_probs" in scores.info(rerank_score).needs
+    for c in ranked if rerank else ():  # the top k that can be run: one that cannot gives its place to the next
+        if len(rescored) == rerank:
+            break
+        if (f := own_features(c.repo_id, needs_probs)) is not None:
+            c.rerank_score = scores.score(rerank_score, features=f.features, labels=task.labels,
+                                          source_probs=f.source_probs, regression=task.regression)
+            rescored.append(c)
+    ranked = sorted(rescored, key=lambda c: (-c.rerank_score, c.repo_id)) + [c for c in ranked if c not in rescored]
+    k = len(rescored)
+    return ranked, "embedder" + (f"+rerank({rerank_score}, k={k})" if k else ""), k
+
+
+def _check_top(entries: list[PublishedEmbedding], order: Callable[[], list[Candidate]], k: int, baseline: str,
+               chosen: tuple, checked: dict[str, str], skipped: dict[str, str]) -> None:
+    """Check the top ``k`` of ``order()`` against their repos, replacing or removing ``entries`` in place, until the
+    top ``k`` are all checked (each check can move other models into it)."""
+    from ..hub.index import check_against_source
+
+    while unchecked := [c.repo_id for c in order()[:k] if c.repo_id not in checked]:
+        for repo in unchecked:
+            i = next(i for i, e in enumerate(entries) if e.repo_id == repo)
+            source, checked[repo] = check_against_source(entries[i], baseline)
+            if source is not None and source.settings != chosen:
+                source, checked[repo] = None, f"dropped: {checked[repo]}, and its file is not comparable any more"
+            if source is None:
+                skipped[repo] = checked[repo]
+                del entries[i]
+            else:
+                entries[i] = source
 
 
 @dataclass

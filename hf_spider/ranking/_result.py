@@ -40,6 +40,7 @@ class Selection:
     task_embedding: TaskEmbedding | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (scan, baseline forward...)
+    checked: dict[str, str] = field(default_factory=dict)  # index entries checked against their repos: what was found
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +54,7 @@ class Selection:
                          "parameters": c.parameters, "downloads": c.downloads, "embedder_score": c.embedder_score}
                         for i, c in enumerate(self.candidates)],
             "skipped": self.skipped,
+            "checked": self.checked,
         }
 
 
