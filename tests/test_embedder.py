@@ -7,6 +7,8 @@ whole module runs in seconds on one core.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ from hf_spider.embedder import (
 )
 from hf_spider.embedder.model_embedding import _sgd_step
 from hf_spider.embedder.task_embedding import choose_gamma
-from hf_spider.errors import InvalidInputError
+from hf_spider.errors import InvalidArtifactError, InvalidInputError
 
 N_ROWS, N_BASE, K, D_MODEL = 1000, 32, 8, 16
 MODEL_OPTS = dict(steps=400, lr_step=100, progress=False, device="cpu")
@@ -81,6 +83,34 @@ def test_fuzzy_intersection_matches_loop():
     assert fuzzy_intersection(u, v) == pytest.approx(expected, rel=1e-12)
     assert fuzzy_intersection([1, 0, 0.5], [0.25, 1, 1]) == pytest.approx(0.75)
     assert fuzzy_intersection(torch.tensor([0.2, 0.9]), np.array([0.4, 0.3])) == pytest.approx(0.5)
+
+
+def _resident_file_kib() -> int:
+    """This process's resident file-backed memory (``RssFile``, Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("RssFile:")))
+
+
+def test_sweep_over_a_memory_mapped_matrix_equals_the_direct_sum_and_releases_its_pages(tmp_path):
+    from safetensors.numpy import save_file
+
+    from hf_spider.embedder import sweep
+    from hf_spider.formats.matrix import MappedMatrix
+
+    rng = np.random.default_rng(3)
+    matrix, u = rng.random((40_000, 256), dtype=np.float32), rng.random(256).astype(np.float32)  # 40 MB, 10 blocks
+    save_file({"other": np.zeros(3, np.float32), "dim256": matrix}, tmp_path / "m.safetensors")
+    expected = [sum(min(float(a), float(b)) for a, b in zip(u, row, strict=True)) for row in matrix[::3997]]
+    with MappedMatrix(tmp_path / "m.safetensors", "dim256") as mapped:
+        assert mapped.shape == (40_000, 256)
+        before = _resident_file_kib()
+        scores = sweep(u, mapped)
+        grown = _resident_file_kib() - before
+    assert scores[::3997] == pytest.approx(expected, rel=1e-5)
+    assert np.array_equal(scores, sweep(u, matrix))
+    assert grown < 8 * 1024  # KiB: about one 4 MB block stays mapped, not the 40 MB matrix
+    with pytest.raises(InvalidArtifactError, match="no float32 matrix 'dim32'"):
+        MappedMatrix(tmp_path / "m.safetensors", "dim32")
 
 
 def test_rank_by_embedding_order_and_ties():

@@ -153,7 +153,8 @@ def test_index_rows_are_validated_like_downloaded_files(api, published, tmp_path
     rows = list(rows.values())
     _push_rows(api, f"{ORG}/bad-index", rows, tmp_path)
     result = scan_index(f"{ORG}/bad-index", BASELINE, index_dir=tmp_path / "i", progress=False)
-    assert result.skipped[MODELS[0]] == f"invalid index row: embedding values must lie in [0, 1] (found {bad.min():.3g}..2)"
+    assert result.skipped[MODELS[0]] == ("invalid index row: embedding values must lie in [0, 1] "
+                                         f"(found {bad.min():.3g}..2)")
     assert result.skipped[MODELS[1]] == ("invalid index row: embedding baseline is 'other/baseline', expected "
                                          f"'{BASELINE}'")
     assert sorted(result.vectors) == sorted({r.repo_id for r in rows} - set(MODELS[:2]))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from hf_spider._lazy import lazy_attributes
 from hf_spider.embedder._common import TaskEmbedding, embed_task_cached
-from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding, rank_rows
+from hf_spider.embedder.selection import fuzzy_intersection, rank_by_embedding, rank_rows, sweep
 
 if TYPE_CHECKING:
     from hf_spider.embedder.model_embedding import AffineMaps, ModelEmbedding, embed_model, fidelity
@@ -33,6 +33,7 @@ __all__ = [
     "fuzzy_intersection",
     "rank_by_embedding",
     "rank_rows",
+    "sweep",
 ]
 
 # The optimisations need torch; selecting with cached embeddings does not.

@@ -18,8 +18,9 @@ import numpy as np
 
 from hf_spider._arrays import as_float_array
 from hf_spider.errors import InvalidInputError
+from hf_spider.formats.matrix import MappedMatrix
 
-__all__ = ["fuzzy_intersection", "rank_by_embedding", "rank_rows"]
+__all__ = ["fuzzy_intersection", "rank_by_embedding", "rank_rows", "sweep"]
 
 _CHUNK = 4096  # rows per block of the sweep (a 4096 x 512 float32 temporary is 8 MiB)
 
@@ -82,17 +83,29 @@ def rank_by_embedding(task_vector: Any, model_vectors: Mapping[str, Any]) -> lis
     return rank_rows(u, matrix, names)
 
 
-def rank_rows(task_vector: np.ndarray, matrix: np.ndarray, names: Sequence[str]) -> list[tuple[str, float]]:
+def sweep(task_vector: np.ndarray, rows: np.ndarray | MappedMatrix) -> np.ndarray:
+    """I(u, v_m) for every row of ``rows`` [M, N] (validated already): scores [M] float64.
+
+    ``rows`` is an array or a memory-mapped matrix (:class:`~hf_spider.formats.matrix.MappedMatrix`, whose pages are
+    released block by block); either way it is read in blocks of 4,096 rows that keep the ``np.minimum``
+    temporary in cache.
+    """
+    u = task_vector.astype(np.float32 if isinstance(rows, MappedMatrix) else rows.dtype)[None, :]  # [1, N]
+    blocks = rows.blocks(_CHUNK) if isinstance(rows, MappedMatrix) else (
+        (start, rows[start : start + _CHUNK]) for start in range(0, len(rows), _CHUNK))
+    scores = np.empty(len(rows), dtype=np.float64)
+    for start, block in blocks:
+        scores[start : start + len(block)] = np.minimum(block, u).sum(1)  # I(u, v_m), pairwise sum
+    return scores
+
+
+def rank_rows(task_vector: np.ndarray, matrix: np.ndarray | MappedMatrix, names: Sequence[str],
+              ) -> list[tuple[str, float]]:
     """The sweep of :func:`rank_by_embedding` on embeddings validated already (e.g. by ``scan``).
 
-    ``matrix`` [M, N] holds one model embedding per row, named by ``names`` in sorted order (so that
-    equal scores come out in name order); ``task_vector`` [N]. Vectorised in row blocks that keep the
-    ``np.minimum`` temporary in cache.
+    ``matrix`` [M, N] holds one model embedding per row (see :func:`sweep`), named by ``names`` in sorted order (so
+    that equal scores come out in name order); ``task_vector`` [N].
     """
-    u = task_vector.astype(matrix.dtype)[None, :]
-    scores = np.empty(len(matrix), dtype=np.float64)
-    for start in range(0, len(matrix), _CHUNK):
-        block = matrix[start : start + _CHUNK]
-        scores[start : start + len(block)] = np.minimum(block, u).sum(1)  # I(u, v_m), pairwise sum
+    scores = sweep(task_vector, matrix)
     order = np.argsort(-scores, kind="stable")  # ties keep index order = name order
     return list(zip([names[i] for i in order], scores[order].tolist(), strict=True))
