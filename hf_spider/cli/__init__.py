@@ -22,13 +22,19 @@ from ..errors import InvalidInputError
 from ._cli_utils import (
     DEFAULT_BASELINE,
     Baseline,
+    CpusPerTask,
     DataRoot,
     DatasetConfig,
+    GpusPerTask,
     ImageColumn,
     IndexRepo,
     JsonOutput,
     LabelColumn,
+    RayAddress,
+    ReposFile,
+    RetryFailed,
     Token,
+    Workers,
 )
 
 app = typer.Typer(
@@ -293,7 +299,8 @@ def train_ranker_command(
 
 @app.command()
 def embed(
-    repo_id: Annotated[str, typer.Argument(help="Model repo to embed (timm or transformers image model).")],
+    repo_id: Annotated[str | None, typer.Argument(
+        help="Model repo to embed (timm, transformers or ONNX image model); or --repos FILE.")] = None,
     baseline: Annotated[str, typer.Option(help="Public baseline model.")] = DEFAULT_BASELINE,
     reference: Annotated[str, typer.Option(help="Reference set DATASET[:split] (Hub id, alias or folder).")] = (
         "imagenet-val"),
@@ -305,19 +312,30 @@ def embed(
     revision: Annotated[str | None, typer.Option(help="Model revision to embed.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute even if the published embedding is up to date.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also save the embedding file here.")] = None,
+    repos: ReposFile = None,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_task: CpusPerTask = 1.0,
+    gpus_per_task: GpusPerTask = 0.0,
+    retry_failed: RetryFailed = False,
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo."""
+    """Embed a model against a baseline (Standardized Embedder) and publish it in its own repo; with --repos, every
+    repo of a list, one Ray task each."""
     _use_token(token)
-    from ..embedder.pipeline import embed_repo
-    from ..formats.embedding import serialize_embedding
     from ..tasks import parse_dataset_spec
 
     dataset, split = parse_dataset_spec(reference)
-    result = embed_repo(repo_id, baseline=baseline, reference=dataset, reference_split=split,
-                        max_per_class=max_per_class, steps=steps, seed=seed, revision=revision, push=push,
-                        create_pr=create_pr, force=force, progress=not json_output)
+    options = {"baseline": baseline, "reference": dataset, "reference_split": split, "max_per_class": max_per_class,
+               "steps": steps, "seed": seed, "push": push, "create_pr": create_pr, "force": force}
+    if _one_or_many(repo_id, repos, single_only={"--out": out, "--revision": revision}):
+        return _bulk("embed", repos, options, ray_address, workers, cpus_per_task, gpus_per_task, retry_failed,
+                     json_output)
+    from ..embedder.pipeline import embed_repo
+    from ..formats.embedding import serialize_embedding
+
+    result = embed_repo(repo_id, revision=revision, progress=not json_output, **options)
     if out is not None:
         out.write_bytes(serialize_embedding(result.vector, result.metadata))
     summary = {"repo_id": repo_id, "up_to_date": result.up_to_date, "commit_url": result.commit_url,
@@ -332,6 +350,35 @@ def embed(
                       f"(fidelity L_to={float(meta['fidelity_to']):.3f}, L_from={float(meta['fidelity_from']):.3f})")
         if result.pr_url or result.commit_url:
             console.print(f"Published: {result.pr_url or result.commit_url}")
+
+
+def _one_or_many(repo_id: str | None, repos: Path | None, *, single_only: dict[str, object]) -> bool:
+    """Whether the command runs over a repo list (``--repos``) rather than one repo; refuses both or neither, and
+    the options that only apply to one repo."""
+    if (repo_id is None) == (repos is None):
+        raise typer.BadParameter("pass one REPO_ID or --repos FILE", param_hint="REPO_ID")
+    for name, value in single_only.items():
+        if repos is not None and value is not None:
+            raise typer.BadParameter(f"{name} applies to one repo, not to --repos", param_hint=name)
+    return repos is not None
+
+
+def _bulk(job: str, repos: Path, options: dict, ray_address: str | None, workers: int | None, cpus: float,
+          gpus: float, retry_failed: bool, json_output: bool) -> None:
+    """``--repos``: the job on every repo of the list, on Ray; exit 1 if any failed."""
+    from ..bulk import read_repo_list, run_bulk
+
+    report = run_bulk(job, read_repo_list(repos), options, ray_address=ray_address, workers=workers, num_cpus=cpus,
+                      num_gpus=gpus, retry_failed=retry_failed, progress=not json_output)
+    if json_output:
+        console.print_json(data=report.to_json())
+    else:
+        console.print(f"{job}: {len(report.done)} done, {len(report.failed)} failed, {len(report.skipped)} already "
+                      f"in the journal {report.journal} ({report.seconds:.0f} s)", highlight=False, soft_wrap=True)
+        for repo, reason in report.failed.items():
+            console.print(f"[red]failed[/] {escape(repo)}: {escape(reason)}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -553,13 +600,24 @@ def _published_table(result, baseline: str, title: str, top: int, *, reranked: b
 
 @app.command()
 def verify(
-    repo_id: Annotated[str, typer.Argument(help="Model repo whose published embedding to recompute.")],
+    repo_id: Annotated[str | None, typer.Argument(
+        help="Model repo whose published embedding to recompute; or --repos FILE.")] = None,
     baseline: Baseline = DEFAULT_BASELINE,
+    repos: ReposFile = None,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    cpus_per_task: CpusPerTask = 1.0,
+    gpus_per_task: GpusPerTask = 0.0,
+    retry_failed: RetryFailed = False,
     token: Token = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Recompute a published embedding with its recorded settings and compare; exit 1 if it does not match."""
+    """Recompute a published embedding with its recorded settings and compare; exit 1 if it does not match. With
+    --repos, every repo of a list, one Ray task each (the journal holds each report)."""
     _use_token(token)
+    if _one_or_many(repo_id, repos, single_only={}):
+        return _bulk("verify", repos, {"baseline": baseline}, ray_address, workers, cpus_per_task, gpus_per_task,
+                     retry_failed, json_output)
     from ..verify import verify_repo
 
     report = verify_repo(repo_id, baseline=baseline, progress=not json_output)

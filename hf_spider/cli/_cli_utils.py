@@ -22,6 +22,31 @@ JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JS
 Baseline = Annotated[str, typer.Option(help="Baseline the embeddings are over.")]  # default: DEFAULT_BASELINE
 IndexRepo = Annotated[str | None, typer.Option(
     "--index", help="Read the embeddings from this index dataset (`hf_spider index build`) in one download.")]
+# and by the commands that run over a list of repos on Ray (embed, verify)
+ReposFile = Annotated[Path | None, typer.Option(
+    "--repos", help="File of repo ids, one per line: run each as a Ray task (resumes from its journal).")]
+RayAddress = Annotated[str | None, typer.Option(
+    help="With --repos: the Ray cluster (`auto`, `ray://HOST:10001`; default: a local one for this run).")]
+Workers = Annotated[int | None, typer.Option(
+    help="With --repos and no --ray-address: tasks at once on the local cluster (default: one per core).")]
+CpusPerTask = Annotated[float, typer.Option(help="With --repos: CPUs each task reserves.")]
+GpusPerTask = Annotated[float, typer.Option(help="With --repos: GPUs (or a fraction) each task reserves.")]
+RetryFailed = Annotated[bool, typer.Option(help="With --repos: run again the repos the journal records as failed.")]
 
-__all__ = ["DEFAULT_BASELINE", "Baseline", "DataRoot", "DatasetConfig", "ImageColumn", "IndexRepo", "JsonOutput",
-           "LabelColumn", "Token"]
+__all__ = [
+    "DEFAULT_BASELINE",
+    "Baseline",
+    "CpusPerTask",
+    "DataRoot",
+    "DatasetConfig",
+    "GpusPerTask",
+    "ImageColumn",
+    "IndexRepo",
+    "JsonOutput",
+    "LabelColumn",
+    "RayAddress",
+    "ReposFile",
+    "RetryFailed",
+    "Token",
+    "Workers",
+]
