@@ -147,6 +147,8 @@ def run_bulk(
             todo.append(repo)
     if not todo:
         return report
+    if ray_address is None:  # a local cluster's workers run this interpreter: Ray's `uv run` packaging is not needed
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # read when ray is first imported
     import ray
 
     start = time.perf_counter()

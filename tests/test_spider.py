@@ -153,7 +153,8 @@ def test_sampled_tasks_respect_their_limits_and_a_barren_pool_is_refused():
 def test_ranker_round_trips_through_the_hub(api, repo_id):
     torch.manual_seed(0)
     ranker = SpiderRanker(encoder="org/encoder", encoder_dim=8, dim=16, embedding_dim=12, specific_widths=[4, 6],
-                          baseline="org/baseline", default_rerank=3, label_scores=["logme", "knn"]).eval()
+                          baseline="org/baseline", default_rerank=1, label_scores=["logme", "knn"]).eval()
+    ranker.default_rerank = 3  # chosen by validation after the ranker was built: saved with it
     repo = repo_id
     ranker.push_to_hub(repo)
     loaded = load_ranker(repo)  # the untrusted-input path select and bench use
@@ -163,6 +164,10 @@ def test_ranker_round_trips_through_the_hub(api, repo_id):
         got = loaded(tokens, loaded.model_tokens(embeddings=emb), spec)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert (loaded.baseline, loaded.default_rerank, loaded.label_scores) == ("org/baseline", 3, ["logme", "knn"])
+    assert loaded.config == ranker.config == {
+        "encoder": "org/encoder", "encoder_dim": 8, "dim": 16, "token_source": "embedding", "models": [],
+        "baseline": "org/baseline", "embedding_dim": 12, "specific_widths": [4, 6], "dropout": 0.1,
+        "default_rerank": 3, "label_scores": ["logme", "knn"]}
     files = {f.rfilename for f in api.model_info(repo).siblings}
     assert "model.safetensors" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
 from ._ids import expand_model_folders, model_key, parse_model_id, resolve_revision
-from ._source import check_weight_files
+from ._source import ModelSource, check_weight_files, hub_source
 
 if TYPE_CHECKING:
     from ._base import Backbone, TorchBackbone
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from ._timm import TimmBackbone
     from ._transformers import TransformersBackbone
 
-__all__ = ["Backbone", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
-           "check_weight_files", "expand_model_folders", "list_libraries", "load_backbone", "model_key",
+__all__ = ["Backbone", "ModelSource", "OnnxBackbone", "TimmBackbone", "TorchBackbone", "TransformersBackbone",
+           "check_weight_files", "expand_model_folders", "hub_source", "list_libraries", "load_backbone", "model_key",
            "parse_model_id", "register_library", "resolve_revision"]
 
 # Model ids are parsed without torch; the models themselves load it on first use.

@@ -59,11 +59,10 @@ class IndexBuild:
 @dataclass
 class HubIndex:
     """An index read from the Hub: its entries (re-validated, in scan's entry form; a row that failed is an entry
-    with its reason), the build time its card states and the commit it was read at."""
+    with its reason) and the build time its card states."""
 
     entries: dict[str, dict[str, Any]]
     built_at: str
-    commit: str
 
 
 def build_index(
@@ -168,7 +167,7 @@ def read_index(repo_id: str, baseline: str, *, revision: str | None = None, expe
                 entries[repo] = {"sha": "", "status": "invalid", "reason": reason}
                 continue
             entries[row.repo_id] = _validated(row, expected)
-    return HubIndex(entries, str(stated.get("built_at", "")), info.sha)
+    return HubIndex(entries, str(stated.get("built_at", "")))
 
 
 def _stated(readme: Path, repo_id: str, card_class: Any) -> dict[str, Any]:
@@ -179,6 +178,12 @@ def _stated(readme: Path, repo_id: str, card_class: Any) -> dict[str, Any]:
         raise InvalidArtifactError(f"index {repo_id} has no readable card: {e}") from None
     if not isinstance(stated, dict):
         raise InvalidArtifactError(f"{repo_id} is not an hf_spider index (its card has no hf_spider_index block)")
+    try:
+        if _dt.datetime.fromisoformat(str(stated.get("built_at"))).tzinfo is None:
+            raise ValueError("no time zone")
+    except ValueError:
+        raise InvalidArtifactError(f"index {repo_id}: its card's built_at {str(stated.get('built_at'))[:40]!r} is "
+                                   "not an ISO date with a time zone") from None
     return stated
 
 

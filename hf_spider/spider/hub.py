@@ -68,16 +68,16 @@ def _fetch(repo_id: str, revision: str | None) -> tuple[Path, Path]:
         return folder / CONFIG, folder / WEIGHTS
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    from ..backbones._source import _hub_download, _resolve_model_revision
+    from ..backbones import hub_source
 
-    sha, files = with_retries(lambda: _resolve_model_revision(repo_id, revision), what=f"reading {repo_id}")
-    _check_files(repo_id, set(files))
+    source = with_retries(lambda: hub_source(repo_id, revision), what=f"reading {repo_id}")
+    _check_files(repo_id, set(source.files))
     for name in (CONFIG, WEIGHTS):  # refuse an oversized file before downloading it
-        size = with_retries(lambda name=name: get_hf_file_metadata(hf_hub_url(repo_id, name, revision=sha)).size,
-                            what=f"reading {repo_id}/{name}")
+        size = with_retries(lambda name=name: get_hf_file_metadata(
+            hf_hub_url(repo_id, name, revision=source.revision)).size, what=f"reading {repo_id}/{name}")
         _check_size(repo_id, name, size or 0)
-    config = with_retries(lambda: _hub_download(repo_id, CONFIG, sha), what=f"downloading {repo_id}/{CONFIG}")
-    weights = with_retries(lambda: _hub_download(repo_id, WEIGHTS, sha), what=f"downloading {repo_id}/{WEIGHTS}")
+    config = with_retries(lambda: source.fetch(CONFIG), what=f"downloading {repo_id}/{CONFIG}")
+    weights = with_retries(lambda: source.fetch(WEIGHTS), what=f"downloading {repo_id}/{WEIGHTS}")
     return config, weights
 
 

@@ -17,6 +17,7 @@ Model tokens come from one of two sources (``token_source``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,20 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
                                            token_source=self.token_source, default_rerank=self.default_rerank,
                                            report=self.training_report, **kwargs)
 
-    def set_default_rerank(self, k: int) -> None:
-        """Record the validated re-ranking budget in the ranker and in the config it is saved with."""
-        self.default_rerank = k
-        self._hub_mixin_config["default_rerank"] = k
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``__init__`` arguments that rebuild this ranker, from its current settings (``default_rerank`` is set
+        after training, by validation)."""
+        return {"encoder": self.encoder, "encoder_dim": self.task_proj.in_features, "dim": self.task_proj.out_features,
+                "token_source": self.token_source, "models": self.models, "baseline": self.baseline,
+                "embedding_dim": self.embedding_mlp[0].in_features if self.token_source == "embedding" else None,
+                "specific_widths": self.specific_widths, "dropout": self.attention.dropout,
+                "default_rerank": self.default_rerank, "label_scores": self.label_scores}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's safetensors weights, and ``config.json`` from :attr:`config`."""
+        super()._save_pretrained(save_directory)
+        (Path(save_directory) / "config.json").write_text(json.dumps(self.config, sort_keys=True, indent=2))
 
     @property
     def specific_widths(self) -> list[int]:

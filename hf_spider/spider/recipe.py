@@ -139,7 +139,7 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
                                                                      embeddings=embeddings).items()}
     best = max(report.validation_tau.values())  # the cheapest budget within 0.005 τ of the best
     report.default_rerank = min(k for k, v in report.validation_tau.items() if v >= best - RERANK_TOLERANCE)
-    ranker.set_default_rerank(report.default_rerank)
+    ranker.default_rerank = report.default_rerank
     ranker.training_report = report.to_json()
     return ranker, report
 
