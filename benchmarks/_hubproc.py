@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,3 +29,15 @@ def start_server(root: Path, port: int) -> subprocess.Popen:
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the local Hub did not start")
+
+
+def serve_local_hub(name: str) -> tuple[Path, subprocess.Popen]:
+    """A fresh work folder ``hf_spider-bench-<name>-*`` and a local Hub serving from it, with ``HF_ENDPOINT``,
+    ``HF_HOME``, ``HF_TOKEN`` and ``HF_SPIDER_CACHE`` set for this process (call it before importing
+    huggingface_hub)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"hf_spider-bench-{name}-"))
+    port = free_port()
+    os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench",
+                      HF_SPIDER_CACHE=str(workdir / "cache"), HF_HUB_DISABLE_PROGRESS_BARS="1",
+                      HF_HUB_DISABLE_TELEMETRY="1")
+    return workdir, start_server(workdir / "hub", port)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from _hubproc import free_port, start_server
+from _hubproc import serve_local_hub
 from rich.console import Console
 from rich.table import Table
 
@@ -39,16 +38,12 @@ def main() -> None:
     parser.add_argument("--max-per-class", type=int, default=20)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="hf_spider-bench-bulk-"))
-    port = free_port()
-    os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench",
-                      HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    workdir, server = serve_local_hub("bulk")
     from huggingface_hub import HfApi
 
     from hf_spider.bulk import run_bulk
     from hf_spider.constants import MICRO_ZOO
 
-    server = start_server(workdir / "hub", port)
     api = HfApi()
     names = sorted(p.name for p in (MICRO_ZOO / "models").iterdir() if p.name != BASELINE_NAME)[: args.models]
     for name in [BASELINE_NAME, *names]:

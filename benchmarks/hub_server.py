@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from _hubproc import free_port, start_server
+from _hubproc import serve_local_hub
 from rich.console import Console
 from rich.table import Table
 
@@ -35,13 +33,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="hf_spider-bench-hub-"))
-    port = free_port()
-    os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench",
-                      HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    workdir, server = serve_local_hub("hub")
     from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download  # after HF_ENDPOINT is set
 
-    server = start_server(workdir / "hub", port)
     api = HfApi()
     rows: list[tuple[str, str, str]] = []
     try:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from _hubproc import free_port, start_server
+from _hubproc import serve_local_hub
 from rich.console import Console
 from rich.table import Table
 
@@ -49,11 +48,7 @@ def main() -> None:
     parser.add_argument("--index-rows", type=int, default=100_000)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="hf_spider-bench-scan-"))
-    port = free_port()
-    os.environ.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(workdir / "hf_home"), HF_TOKEN="bench",
-                      HF_SPIDER_CACHE=str(workdir / "cache"), HF_HUB_DISABLE_PROGRESS_BARS="1",
-                      HF_HUB_DISABLE_TELEMETRY="1")
+    workdir, server = serve_local_hub("scan")
     from huggingface_hub import CommitOperationAdd, HfApi  # after HF_ENDPOINT is set
 
     from hf_spider.formats.embedding import embedding_path, serialize_embedding
@@ -61,7 +56,6 @@ def main() -> None:
     from hf_spider.hub.index import build_index, scan_index
     from hf_spider.hub.scan import scan
 
-    server = start_server(workdir / "hub", port)
     api = HfApi()
     card = b"---\ntags:\n- hf-spider\n---\n# bench model\n"
 
