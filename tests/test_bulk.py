@@ -61,6 +61,12 @@ def test_embed_repos_on_ray_publishes_each_reports_the_broken_one_and_resumes(ap
     assert sorted(rerun["skipped"]) == sorted(repo_list)
     assert {repo: api.model_info(repo).sha for repo in repo_list} == heads  # nothing was pushed
 
+    listing.write_text("\n".join(repo_list[:2]))
+    verified = invoke_cli("verify", "--repos", str(listing), "--baseline", BASELINE, "--workers", "2", "--json")
+    assert verified.exit_code == 0, verified.output
+    reports = json.loads(verified.stdout)["done"]
+    assert sorted(reports) == repo_list[:2] and all(r["passed"] and r["max_abs"] == 0 for r in reports.values())
+
 
 def test_repo_lists_and_bad_arguments_get_one_clear_line(tmp_path):
     (tmp_path / "ok.txt").write_text("a/b\n# c/d\n\na/b\ne/f # comment\n")
