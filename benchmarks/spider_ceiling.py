@@ -45,7 +45,14 @@ from hf_spider.rankagg import borda, copeland, method_ranks
 from hf_spider.spider import RankerRecipe
 from hf_spider.spider.hub import load_ranker
 from hf_spider.spider.predict import order_to_scores, rank_models
-from hf_spider.spider.training import SampledTask, build_pool, label_tasks, probe_ground_truth, sample_tasks
+from hf_spider.spider.training import (
+    SampledTask,
+    ScoreMemo,
+    build_pool,
+    label_tasks,
+    probe_ground_truth,
+    sample_tasks,
+)
 from hf_spider.tasks import load_task, parse_dataset_spec
 
 ZOO = MICRO_ZOO
@@ -93,9 +100,10 @@ def main() -> None:
     training = sample_tasks(pool, recipe.train_tasks, validation=False, seed=recipe.seed,
                             max_classes=recipe.max_classes, max_per_class=recipe.max_per_class,
                             regression_fraction=recipe.regression_fraction)
-    label_tasks(pool, training, ranker.label_scores)
+    memo = ScoreMemo.in_cache()
+    label_tasks(pool, training, ranker.label_scores, memo=memo)
     per_dataset = dataset_tasks(pool)
-    probe_ground_truth(pool, per_dataset)
+    probe_ground_truth(pool, per_dataset, memo=memo)
     pool_rankings = -method_ranks([t.ground_truth for t in per_dataset])  # higher is better, ties averaged
     vectors = embed_zoo(zoo, EmbedderSetup(encoder, str(args.offline_data / "reference-mix")))
     embeddings = torch.as_tensor(np.stack([vectors[m] for m in zoo]))

@@ -25,7 +25,8 @@ from scipy import stats
 
 from . import evaluation, scores
 from ._files import write_atomic
-from .backbones import Backbone, load_backbone, model_key
+from .backbones import Backbone, expand_model_folders, load_backbone, model_key
+from .constants import MICRO_ZOO
 from .embedder import embed_task, rank_by_embedding
 from .embedder.zoo import EmbedderSetup, embed_zoo
 from .errors import InvalidInputError
@@ -33,10 +34,10 @@ from .features import Features, extract_features
 from .groundtruth import fine_tune, fine_tune_protocol, linear_probe
 from .spider.model import SpiderRanker
 from .spider.predict import order_to_scores, rank_models
-from .tasks import Task, load_task
+from .tasks import Task, load_task, parse_dataset_spec
 
-__all__ = ["FINE_TUNE", "GROUND_TRUTH_PROTOCOLS", "LINEAR_PROBE", "BenchReport", "EmbedderSetup", "GroundTruthStore",
-           "model_id", "model_key", "run_bench", "target_id"]
+__all__ = ["FINE_TUNE", "GROUND_TRUTH_PROTOCOLS", "LINEAR_PROBE", "BenchInputs", "BenchReport", "EmbedderSetup",
+           "GroundTruthStore", "bench_inputs", "model_id", "model_key", "run_bench", "target_id"]
 
 EMBEDDER = "embedder"
 SPIDER = "spider"
@@ -190,6 +191,50 @@ def _score_all(method: str, feats: dict[str, Features], labels: np.ndarray, rows
         y = labels if rows is None else labels[rows]
         out[model] = scores.score(method, features=x, labels=y, source_probs=probs, regression=regression)
     return out
+
+
+@dataclass
+class BenchInputs:
+    """What ``run_bench`` ranks, with what: the zoo, the target tasks, the embedder's setup and the ranker."""
+
+    models: list[str]
+    targets: list[str]
+    embedder: EmbedderSetup | None
+    ranker: SpiderRanker | None
+
+
+def bench_inputs(*, zoo: Sequence[str] | None = None, targets: Sequence[str] | None = None,
+                 data_root: str | os.PathLike[str] | None = None, baseline: str | None = None,
+                 reference: str | None = None, embed_steps: int = 1000, ranker: str | None = None) -> BenchInputs:
+    """The bench's inputs with their defaults: the bundled micro zoo (its ``resnet18-all-mix`` as the embedder's
+    baseline, its ranker) when no ``zoo`` is given; every ``tgt-*``/``reg-*`` folder of the offline data pack
+    ``data_root`` when no ``targets`` are (a name under ``data_root`` is that folder), and its ``reference-mix`` as the
+    embedder's reference set. The embedder's row needs a baseline and a reference; the spider's, a ranker."""
+    bundled = MICRO_ZOO / "models"
+    root = Path(data_root) if data_root is not None else None
+    if not targets and root is None:
+        raise InvalidInputError("bench needs target tasks: --targets DATASET ... (Hub ids or folders with train and "
+                                "test splits), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding tgt-*/reg-* "
+                                "folders")
+    if targets:
+        tasks = [str(root / t) if root is not None and (root / t).is_dir() else t for t in targets]
+    else:
+        tasks = sorted(str(p) for p in root.glob("*") if p.name.startswith(("tgt-", "reg-")))
+    if not tasks:
+        raise InvalidInputError(f"no target tasks given and none found under {root}; pass --targets")
+    if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
+        baseline = str(bundled / "resnet18-all-mix")
+    if reference is None and root is not None and (root / "reference-mix").is_dir():
+        reference = str(root / "reference-mix")
+    embedder = EmbedderSetup(baseline, *parse_dataset_spec(reference), steps=embed_steps) if (
+        baseline and reference) else None
+    if ranker is None and not zoo and (MICRO_ZOO / "ranker" / "config.json").exists():
+        ranker = str(MICRO_ZOO / "ranker")
+    if ranker is not None:
+        from .spider.hub import load_ranker
+
+        ranker = load_ranker(ranker)
+    return BenchInputs(expand_model_folders(list(zoo or [str(bundled)])), tasks, embedder, ranker)
 
 
 def run_bench(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -149,13 +150,17 @@ def run_bulk(
         return report
     if ray_address is None:  # a local cluster's workers run this interpreter: Ray's `uv run` packaging is not needed
         os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # read when ray is first imported
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise InvalidInputError("--repos runs on Ray, which is not installed: pip install 'hf_spider[ray]'") from None
 
     start = time.perf_counter()
     env = {name: os.environ[name] for name in _WORKER_ENV if os.environ.get(name)}
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=ray_address, num_cpus=None if ray_address else (workers or os.cpu_count() or 1) * num_cpus,
+        ray.init(address=ray_address,
+                 num_cpus=None if ray_address else math.ceil((workers or os.cpu_count() or 1) * num_cpus),
                  include_dashboard=False, log_to_driver=False, logging_level="WARNING",
                  runtime_env={"env_vars": env})
     try:

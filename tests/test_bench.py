@@ -115,6 +115,24 @@ def test_bench_without_targets_says_what_it_needs(monkeypatch):
         "--data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding tgt-*/reg-* folders")
 
 
+def test_bench_inputs_default_to_the_bundled_zoo_and_the_data_pack(tmp_path):
+    from hf_spider.bench import bench_inputs
+
+    for name in ("tgt-b", "reg-a", "src-x", "reference-mix"):
+        (tmp_path / name).mkdir()
+    bundled = MICRO_ZOO / "models"
+    inputs = bench_inputs(data_root=tmp_path, embed_steps=50)
+    assert inputs.targets == [str(tmp_path / "reg-a"), str(tmp_path / "tgt-b")]  # not src-*, nor the reference
+    assert inputs.models == sorted(str(p) for p in bundled.iterdir() if p.is_dir()) and len(inputs.models) == 27
+    assert (inputs.embedder.baseline, inputs.embedder.reference, inputs.embedder.steps) == (
+        str(bundled / "resnet18-all-mix"), str(tmp_path / "reference-mix"), 50)
+    assert inputs.ranker.models == json.loads((MICRO_ZOO / "ranker" / "config.json").read_text())["models"]
+
+    named = bench_inputs(zoo=[str(bundled / "vit-glyphs")], targets=["tgt-b", "org/hub-target"], data_root=tmp_path)
+    assert named.targets == [str(tmp_path / "tgt-b"), "org/hub-target"]  # a name under the data root is its folder
+    assert (named.models, named.embedder, named.ranker) == ([str(bundled / "vit-glyphs")], None, None)
+
+
 def test_summary_means_per_method_over_the_targets_it_scored():
     from hf_spider.bench import BenchReport, render_summary
 

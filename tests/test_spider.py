@@ -17,9 +17,11 @@ from hf_spider.spider.tokens import class_means, regression_bins
 from hf_spider.spider.training import (
     Pool,
     SampledTask,
+    ScoreMemo,
     TrainConfig,
     _stratified_mask,
     image_attributes,
+    label_tasks,
     probe_ground_truth,
     sample_tasks,
     train,
@@ -134,6 +136,34 @@ def test_regression_tasks_regress_a_varying_attribute_and_are_probed_by_r2(tmp_p
     pred = Ridge(alpha=1.0).fit(scaler.transform(x[~test]), y[~test]).predict(scaler.transform(x[test]))
     r2 = 1 - ((y[test] - pred) ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
     assert task.ground_truth[2] == pytest.approx(r2, rel=1e-6)
+
+
+def test_label_tasks_go_through_the_injected_memo_and_the_file_keeps_them(tmp_path):
+    from hf_spider import scores
+
+    pool, _, _ = _synthetic_pool(n_models=3)
+    tasks = sample_tasks(pool, 2, validation=False, max_classes=3, max_per_class=6)
+    memo = ScoreMemo(tmp_path / "memo.jsonl")
+    label_tasks(pool, tasks, ["knn"], memo=memo, progress=False)
+    direct = [scores.score("knn", features=pool.features[m][tasks[0].rows], labels=tasks[0].labels)
+              for m in range(3)]
+    assert tasks[0].scores[0].tolist() == pytest.approx(direct, rel=1e-12)
+    lines = (tmp_path / "memo.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and len(memo.values) == 6  # 2 tasks x 3 models, appended as computed
+
+    with (tmp_path / "memo.jsonl").open("a") as f:
+        f.write('["torn')  # an interrupted append
+    again = ScoreMemo(tmp_path / "memo.jsonl")
+    assert again.values == memo.values
+    planted = {key: 123.0 for key in again.values}
+    again.values.update(planted)  # a memo that answers every key: nothing is recomputed
+    label_tasks(pool, tasks, ["knn"], memo=again, progress=False)
+    assert (tasks[0].scores == 123.0).all() and (tasks[1].scores == 123.0).all()
+    again.flush()
+    assert len((tmp_path / "memo.jsonl").read_text().splitlines()) == 7  # nothing new appended
+    again.get("other", np.zeros((2, 2)), np.zeros(2), lambda: 4.5)
+    again.flush()  # after the torn line, on a line of its own
+    assert list(ScoreMemo(tmp_path / "memo.jsonl").values.values()).count(4.5) == 1
 
 
 def test_sampled_tasks_respect_their_limits_and_a_barren_pool_is_refused():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,6 +77,19 @@ def test_train_ranker_without_a_pool_says_what_it_needs(monkeypatch):
     assert str(run.exception) == (
         "train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids or folders), or "
         "--data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline src-* and aux-* folders")
+
+
+def test_training_inputs_resolve_names_under_the_data_root_and_the_defaults():
+    from hf_spider.spider import training_inputs
+
+    inputs = training_inputs(zoo=[str(ZOO)], exclude=["vit-glyphs"], pool=["digits-mini:test"], data_root=FIXTURES,
+                             names_org="my-org")
+    assert len(inputs.models) == 26 and str(ZOO / "vit-glyphs") not in inputs.models
+    assert inputs.names == [f"my-org/{Path(m).name}" for m in inputs.models]
+    assert [(len(t), t.name) for t in inputs.datasets] == [(len(load_task(str(FIXTURES / "digits-mini"),
+                                                                          split="test")), inputs.datasets[0].name)]
+    assert inputs.encoder == str(ZOO / "resnet18-all-mix")
+    assert (inputs.embedder.baseline, inputs.embedder.reference) == (inputs.encoder, str(FIXTURES / "reference-mix"))
 
 
 def test_mean_rank_prior_averages_each_models_position_in_the_training_orders():

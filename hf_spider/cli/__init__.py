@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import __version__
-from ..constants import MICRO_ZOO, MICRO_ZOO_ORG, OFFLINE_POOL
+from ..constants import MICRO_ZOO_ORG
 from ..errors import InvalidInputError
 from ._cli_utils import (
     DEFAULT_BASELINE,
@@ -179,41 +179,14 @@ def bench(
 ) -> None:
     """Compare every ranking method with the ground truth on a zoo x targets."""
     _use_token(token)
-    from ..backbones import expand_model_folders
-    from ..bench import EmbedderSetup, GroundTruthStore, plot, render_summary, render_table, run_bench
-    from ..tasks import parse_dataset_spec
+    from ..bench import GroundTruthStore, bench_inputs, plot, render_summary, render_table, run_bench
 
-    bundled = MICRO_ZOO / "models"
-    models = expand_model_folders(zoo or [str(bundled)])
-    if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
-        baseline = str(bundled / "resnet18-all-mix")
-    if not targets and data_root is None:
-        raise InvalidInputError("bench needs target tasks: --targets DATASET ... (Hub ids or folders with train and "
-                                "test splits), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding tgt-*/reg-* "
-                                "folders")
-    if reference is None and data_root is not None and (data_root / "reference-mix").is_dir():
-        reference = str(data_root / "reference-mix")
-    embedder = None
-    if baseline and reference:
-        ref_name, ref_split = parse_dataset_spec(reference)
-        embedder = EmbedderSetup(baseline, ref_name, ref_split, steps=embed_steps)
-    if ranker is None and not zoo and (MICRO_ZOO / "ranker" / "config.json").exists():
-        ranker = str(MICRO_ZOO / "ranker")
-    spider = None
-    if ranker is not None:
-        from ..spider.hub import load_ranker
-
-        spider = load_ranker(ranker)
-    if targets:
-        tasks = [str(data_root / t) if data_root is not None and (data_root / t).is_dir() else t for t in targets]
-    else:
-        tasks = sorted(str(p) for p in data_root.glob("*") if p.name.startswith(("tgt-", "reg-")))
-    if not tasks:
-        raise typer.BadParameter(f"no target tasks given and none found under {data_root}", param_hint="--targets")
+    inputs = bench_inputs(zoo=zoo, targets=targets, data_root=data_root, baseline=baseline, reference=reference,
+                          embed_steps=embed_steps, ranker=ranker)
     store = GroundTruthStore(ground_truth or out / "ground_truth.json")  # never the checkout's, unless named
-    report = run_bench(models, tasks, methods=method, ground_truth=store,
-                       ground_truth_protocol=ground_truth_protocol, shots=shots,
-                       trials=trials, max_per_class=max_per_class, embedder=embedder, ranker=spider, rerank=rerank,
+    report = run_bench(inputs.models, inputs.targets, methods=method, ground_truth=store,
+                       ground_truth_protocol=ground_truth_protocol, shots=shots, trials=trials,
+                       max_per_class=max_per_class, embedder=inputs.embedder, ranker=inputs.ranker, rerank=rerank,
                        progress=not json_output)
     out.mkdir(parents=True, exist_ok=True)
     report.save_json(out / "bench.json")
@@ -255,32 +228,16 @@ def train_ranker_command(
 ) -> None:
     """Train a Model Spider ranker on a zoo (features cached), choose its re-ranking budget, save/push it."""
     _use_token(token)
-    from ..backbones import expand_model_folders, model_key
-    from ..embedder.zoo import EmbedderSetup
-    from ..spider import RankerRecipe, train_ranker
+    from ..spider import RankerRecipe, train_ranker, training_inputs
     from ..spider.training import TrainConfig
-    from ..tasks import load_task, parse_dataset_spec
 
-    bundled = MICRO_ZOO / "models"
-    models = [m for m in expand_model_folders(zoo or [str(bundled)]) if model_key(m) not in set(exclude or [])]
-    if data_root is None and not pool:
-        raise InvalidInputError("train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids "
-                                "or folders), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline "
-                                "src-* and aux-* folders")
-    encoder = encoder or str(bundled / "resnet18-all-mix")
-    if reference is None and data_root is not None:
-        reference = str(data_root / "reference-mix")
-    datasets = []
-    for entry in pool or OFFLINE_POOL:
-        name, split = parse_dataset_spec(entry)
-        local = data_root is not None and (data_root / name).is_dir()
-        datasets.append(load_task(str(data_root / name) if local else name, split=split))
-    embedder = None if reference is None else EmbedderSetup(encoder, *parse_dataset_spec(reference))
-    names = [f"{names_org}/{model_key(m)}" if Path(m).is_dir() else m for m in models]
-    recipe = RankerRecipe(encoder=encoder, embedder=embedder,
-                          token_source=token_source, train_tasks=train_tasks, validation_tasks=validation_tasks,
+    inputs = training_inputs(zoo=zoo, exclude=exclude or (), pool=pool, data_root=data_root, encoder=encoder,
+                             reference=reference, names_org=names_org)
+    recipe = RankerRecipe(encoder=inputs.encoder, embedder=inputs.embedder, token_source=token_source,
+                          train_tasks=train_tasks, validation_tasks=validation_tasks,
                           training=TrainConfig(epochs=epochs))
-    ranker, report = train_ranker(models, datasets, recipe, names=names, progress=not json_output)
+    ranker, report = train_ranker(inputs.models, inputs.datasets, recipe, names=inputs.names,
+                                  progress=not json_output)
     if out is not None:
         ranker.save_pretrained(out)
     if push is not None:

@@ -13,7 +13,7 @@ labels tasks from a pool of cached features, ``recipe`` trains a ranker for a zo
 
 from hf_spider.spider.model import SpiderRanker, listmle_loss
 from hf_spider.spider.predict import SpiderRanking, rank_models
-from hf_spider.spider.recipe import RankerRecipe, TrainingReport, train_ranker
+from hf_spider.spider.recipe import RankerRecipe, TrainingInputs, TrainingReport, train_ranker, training_inputs
 
-__all__ = ["RankerRecipe", "SpiderRanker", "SpiderRanking", "TrainingReport", "listmle_loss", "rank_models",
-           "train_ranker"]
+__all__ = ["RankerRecipe", "SpiderRanker", "SpiderRanking", "TrainingInputs", "TrainingReport", "listmle_loss",
+           "rank_models", "train_ranker", "training_inputs"]

@@ -12,16 +12,19 @@ re-ranking budget k on validation, train with ListMLE.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .. import scores
+from ..constants import MICRO_ZOO, MICRO_ZOO_ORG, OFFLINE_POOL
 from ..embedder.zoo import EmbedderSetup, embed_zoo
 from ..errors import InvalidInputError
 from ..rankagg import copeland
@@ -30,6 +33,7 @@ from .model import TOKEN_SOURCES, SpiderRanker
 from .training import (
     CANDIDATE_LABEL_SCORES,
     SampledTask,
+    ScoreMemo,
     TrainConfig,
     build_pool,
     choose_label_scores,
@@ -40,9 +44,51 @@ from .training import (
     validate,
 )
 
-__all__ = ["RankerRecipe", "TrainingReport", "train_ranker"]
+__all__ = ["RankerRecipe", "TrainingInputs", "TrainingReport", "train_ranker", "training_inputs"]
 
 RERANK_TOLERANCE = 0.005  # a forward pass per candidate is not worth less τ than this
+
+
+@dataclass
+class TrainingInputs:
+    """What ``train_ranker`` learns from: the zoo, the names the ranker records for it, the pool of labelled datasets,
+    the general encoder and the embedder's setup for embedding tokens (None: no reference set)."""
+
+    models: list[str]
+    names: list[str]
+    datasets: list[Task]
+    encoder: str
+    embedder: EmbedderSetup | None
+
+
+def training_inputs(*, zoo: Sequence[str] | None = None, exclude: Sequence[str] = (), pool: Sequence[str] | None = None,
+                    data_root: str | os.PathLike[str] | None = None, encoder: str | None = None,
+                    reference: str | None = None, names_org: str = MICRO_ZOO_ORG) -> TrainingInputs:
+    """The ranker's inputs with their defaults: the bundled micro zoo and its ``resnet18-all-mix`` encoder when no
+    ``zoo`` / ``encoder`` is given; the offline data pack's splits (:data:`~hf_spider.constants.OFFLINE_POOL`) under
+    ``data_root`` when no ``pool`` is (a pool name under ``data_root`` is that folder), and its ``reference-mix`` as
+    the embedder's reference set. A model given as a folder is recorded as ``names_org/<folder name>``."""
+    from ..backbones import expand_model_folders, model_key
+    from ..tasks import load_task, parse_dataset_spec
+
+    root = Path(data_root) if data_root is not None else None
+    if root is None and not pool:
+        raise InvalidInputError("train-ranker needs a pool of labelled datasets: --pool DATASET[:split] ... (Hub ids "
+                                "or folders), or --data-root FOLDER (or HF_SPIDER_OFFLINE_DATA) holding the offline "
+                                "src-* and aux-* folders")
+    bundled = MICRO_ZOO / "models"
+    models = [m for m in expand_model_folders(list(zoo or [str(bundled)])) if model_key(m) not in set(exclude)]
+    encoder = encoder or str(bundled / "resnet18-all-mix")
+    if reference is None and root is not None:
+        reference = str(root / "reference-mix")
+    datasets = []
+    for entry in pool or OFFLINE_POOL:
+        name, split = parse_dataset_spec(entry)
+        datasets.append(load_task(str(root / name) if root is not None and (root / name).is_dir() else name,
+                                  split=split))
+    embedder = None if reference is None else EmbedderSetup(encoder, *parse_dataset_spec(reference))
+    names = [f"{names_org}/{model_key(m)}" if Path(m).is_dir() else m for m in models]
+    return TrainingInputs(models, names, datasets, encoder, embedder)
 
 
 @dataclass
@@ -91,12 +137,14 @@ def _timed(report: TrainingReport, phase: str) -> Iterator[None]:
 
 
 def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe, *, names: Sequence[str] | None = None,
-                 progress: bool = True) -> tuple[SpiderRanker, TrainingReport]:
+                 memo: ScoreMemo | None = None, progress: bool = True) -> tuple[SpiderRanker, TrainingReport]:
     """Train a ranker for ``zoo`` (model ids or folders) on tasks sampled from the ``pool`` datasets.
 
     ``names`` are the ids the ranker records for the zoo models (default: ``zoo``), e.g. the Hub ids
-    of local folders once published.
+    of local folders once published. ``memo`` keeps the supervision scores and probes computed on the sampled
+    tasks (default: :meth:`ScoreMemo.in_cache`, so a re-run recomputes none of them).
     """
+    memo = memo if memo is not None else ScoreMemo.in_cache()
     names = list(names or zoo)
     if recipe.token_source not in TOKEN_SOURCES:  # before hours of features and labels, not after
         raise InvalidInputError(f"token_source must be one of {TOKEN_SOURCES}, got {recipe.token_source!r}")
@@ -116,13 +164,13 @@ def train_ranker(zoo: Sequence[str], pool: Sequence[Task], recipe: RankerRecipe,
     validation = sample_tasks(data, recipe.validation_tasks, validation=True, seed=recipe.seed + 1, **sizes)
     training = sample_tasks(data, recipe.train_tasks, validation=False, seed=recipe.seed, **sizes)
     with _timed(report, "validation_labels"):
-        label_tasks(data, validation, candidates, progress=progress)
-        probe_ground_truth(data, validation, seed=recipe.seed, progress=progress)
+        label_tasks(data, validation, candidates, memo=memo, progress=progress)
+        probe_ground_truth(data, validation, seed=recipe.seed, memo=memo, progress=progress)
     chosen, quality = choose_label_scores(validation, candidates)
     report.label_scores = list(chosen)
     report.label_quality = {"+".join(k): round(v, 4) for k, v in sorted(quality.items(), key=lambda kv: -kv[1])}
     with _timed(report, "training_labels"):
-        label_tasks(data, training, chosen, progress=progress)
+        label_tasks(data, training, chosen, memo=memo, progress=progress)
     report.mean_rank = _mean_rank(names, training)
     torch.manual_seed(recipe.seed)  # the initial weights: from the recipe, not from whatever ran before
     ranker = SpiderRanker(encoder=_recorded_id(recipe.encoder, zoo, names),

@@ -23,14 +23,15 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import evaluation, scores
-from .._files import write_atomic
 from ..backbones import load_backbone
 from ..constants import cache_root
 from ..errors import InvalidInputError
@@ -187,36 +188,60 @@ def sample_tasks(pool: Pool, count: int, *, validation: bool, datasets_per_task:
 _MEMO_VERSION = 2  # bumped when a memoised score changes definition (2: LogME with the official guards)
 
 
-class _Memo:
-    """Values memoised on disk by a digest of (features on a task's rows, labels, what was computed),
-    so re-training on the same pool (another recipe, a model left out) recomputes nothing."""
+class ScoreMemo:
+    """Scores memoised by a digest of (what was computed, the labels, the features on a task's rows), so re-training
+    on the same pool (another recipe, a model left out) recomputes nothing.
 
-    def __init__(self) -> None:
-        self.path = cache_root() / "spider" / f"memo-{_MEMO_VERSION}.json"
-        try:
-            self.values: dict[str, float] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.values = {}
+    In memory, or backed by the JSON-lines file ``path``: :meth:`flush` appends the values computed since the last
+    flush, so an interrupted run keeps what it computed; a line cut short by an interruption is ignored when read.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.values: dict[str, float] = {}
+        self._new: dict[str, float] = {}
+        if self.path is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    key, value = json.loads(line)
+                    self.values[str(key)] = float(value)
+                except (ValueError, TypeError):
+                    continue
+
+    @classmethod
+    def in_cache(cls) -> ScoreMemo:
+        """The memo in hf_spider's cache (``$HF_SPIDER_CACHE/spider/``)."""
+        return cls(cache_root() / "spider" / f"memo-{_MEMO_VERSION}.jsonl")
 
     def get(self, what: str, features: np.ndarray, labels: np.ndarray, compute: Callable[[], float]) -> float:
         digest = hashlib.sha256(labels.tobytes())
         digest.update(np.ascontiguousarray(features).tobytes())
         key = f"{what}:{digest.hexdigest()}"
         if key not in self.values:
-            self.values[key] = float(compute())
+            self.values[key] = self._new[key] = float(compute())
         return self.values[key]
 
-    def save(self) -> None:
-        write_atomic(self.path, json.dumps(self.values))
+    def flush(self) -> None:
+        if self.path is None or not self._new:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as f:
+            torn = f.tell() > 0 and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n"  # an interrupted append
+            f.write(("\n" if torn else "").encode() + "".join(
+                json.dumps([key, value]) + "\n" for key, value in self._new.items()).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        self._new.clear()
 
 
 def label_tasks(pool: Pool, tasks: Sequence[SampledTask], score_names: Sequence[str], *,
-                progress: bool = True) -> None:
-    """Fill each task's ``scores`` [K, M]: every supervision score of every zoo model (features only).
+                memo: ScoreMemo | None = None, progress: bool = True) -> None:
+    """Fill each task's ``scores`` [K, M]: every supervision score of every zoo model (features only), through
+    ``memo`` (default: one in memory), flushed after every task.
 
     Regression tasks get every score that handles real targets instead of ``score_names``.
     """
-    memo = _Memo()
+    memo = memo if memo is not None else ScoreMemo()
     for task in _progress(tasks, "scoring zoo on sampled tasks", progress):
         names = scores.available(regression=True) if task.regression else score_names
         task.scores = np.array([[
@@ -225,12 +250,14 @@ def label_tasks(pool: Pool, tasks: Sequence[SampledTask], score_names: Sequence[
                          name, features=pool.features[m][t.rows], labels=t.labels, regression=t.regression,
                          source_probs=None if pool.source_probs[m] is None else pool.source_probs[m][t.rows]))
             for m in range(len(pool.models))] for name in names])
-        memo.save()  # after every task: an interrupted run keeps what it computed
+        memo.flush()  # after every task: an interrupted run keeps what it computed
 
 
-def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 0, progress: bool = True) -> None:
+def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 0, memo: ScoreMemo | None = None,
+                       progress: bool = True) -> None:
     """Fill each task's ``ground_truth``: every model's linear-probe accuracy (R² for regression) on a
-    half/half split (stratified by class, or by quantile bin of the target).
+    half/half split (stratified by class, or by quantile bin of the target), through ``memo`` as
+    :func:`label_tasks`.
 
     The probe is a ridge classifier (ridge regression) on standardised features, in closed form: the
     logistic probe of the benchmark's ground truth costs minutes per task on a CPU, and validation
@@ -245,7 +272,7 @@ def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 
         model = make_pipeline(StandardScaler(), head).fit(f[~test], y[~test])
         return float(model.score(f[test], y[test]))
 
-    memo = _Memo()
+    memo = memo if memo is not None else ScoreMemo()
     rng = np.random.default_rng(seed)
     for task in _progress(tasks, "linear probes on validation tasks", progress):
         test = _stratified_mask(regression_bins(task.labels) if task.regression else task.labels, 0.5, rng)
@@ -254,7 +281,7 @@ def probe_ground_truth(pool: Pool, tasks: Sequence[SampledTask], *, seed: int = 
             memo.get(f"ridge-probe{seed}-{split}", f[task.rows], task.labels,
                      lambda f=f, t=task, test=test: probe(f[t.rows], t.labels, test, t.regression))
             for f in pool.features])
-        memo.save()
+        memo.flush()
 
 
 def choose_label_scores(validation_tasks: Sequence[SampledTask], names: Sequence[str], *,
