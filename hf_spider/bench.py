@@ -31,7 +31,7 @@ from .embedder import embed_task, rank_by_embedding
 from .embedder.zoo import EmbedderSetup, embed_zoo
 from .errors import InvalidInputError
 from .features import Features, extract_features
-from .groundtruth import fine_tune, fine_tune_protocol, linear_probe
+from .groundtruth import LINEAR_PROBE_PROTOCOL, GroundTruthProtocol, fine_tune, fine_tune_protocol, linear_probe
 from .spider.model import SpiderRanker
 from .spider.predict import order_to_scores, rank_models
 from .tasks import Task, load_task, parse_dataset_spec
@@ -48,9 +48,8 @@ PRIORS: dict[str, Callable[[Backbone], float]] = {
 }
 
 LINEAR_PROBE, FINE_TUNE = "linear-probe", "fine-tune"
-GROUND_TRUTH_PROTOCOLS = {  # name -> how its scores are computed (stored with them)
-    LINEAR_PROBE: "linear probe: standardised frozen features, logistic regression (ridge for real targets), "
-                  "C (alpha) chosen on a stratified 20% validation split of train, refit on train, scored on test",
+GROUND_TRUTH_PROTOCOLS: dict[str, GroundTruthProtocol] = {  # name -> how its scores are computed
+    LINEAR_PROBE: LINEAR_PROBE_PROTOCOL,
     FINE_TUNE: fine_tune_protocol(),
 }
 
@@ -58,25 +57,29 @@ GROUND_TRUTH_PROTOCOLS = {  # name -> how its scores are computed (stored with t
 class GroundTruthStore:
     """Versioned JSON of ground-truth scores, per target and protocol (linear probe and fine-tuning side by side)::
 
-        {"version": 3, "protocols": {name: description},
+        {"version": 4, "protocols": {name: {"version": v, "settings": {...}, "description": "..."}},
          "targets": {target id: {name: {"metric": "accuracy" | "r2", "models": {model id: value}}}}}
 
     Ids name what was measured, not only what it is called (:func:`target_id`, :func:`model_id`): data or
     weights that differ under the same name get entries of their own instead of each other's scores.
 
     Reads what is there; :meth:`put` writes new entries back atomically, so a score computed once is
-    not recomputed. A protocol's description (:data:`GROUND_TRUTH_PROTOCOLS`) is stored with its
-    scores, and scores computed by another description are refused rather than mixed. Without a path
-    the store lives in memory only.
+    not recomputed. A protocol's identity (:attr:`~hf_spider.groundtruth.GroundTruthProtocol.identity`: its version
+    and settings) is stored with its scores, and scores computed by another one are refused rather than mixed. A
+    version-3 file, which named its protocols by their descriptions, is read as the protocols whose descriptions
+    match. Without a path the store lives in memory only.
     """
 
-    VERSION = 3
+    VERSION = 4
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.data: dict[str, Any] = {"version": self.VERSION, "protocols": {}, "targets": {}}
         if self.path is not None and self.path.exists():
             self.data = json.loads(self.path.read_text())
+            if self.data.get("version") == 3:  # protocols named by their descriptions
+                self.data = {**self.data, "version": self.VERSION, "protocols": {
+                    name: _upgraded(name, description) for name, description in self.data["protocols"].items()}}
             if self.data.get("version") != self.VERSION:
                 raise InvalidInputError(f"{self.path}: ground-truth format version {self.data.get('version')} "
                                         f"is not {self.VERSION}")
@@ -87,7 +90,7 @@ class GroundTruthStore:
 
     def put(self, target: str, metric: str, values: dict[str, float], protocol: str = LINEAR_PROBE) -> None:
         self._check(protocol)
-        self.data["protocols"][protocol] = GROUND_TRUTH_PROTOCOLS[protocol]
+        self.data["protocols"][protocol] = _stored(GROUND_TRUTH_PROTOCOLS[protocol])
         entry = self.data["targets"].setdefault(target, {}).setdefault(protocol, {"metric": metric, "models": {}})
         entry["models"].update({k: round(float(v), 6) for k, v in values.items()})
         if self.path is None:
@@ -98,9 +101,23 @@ class GroundTruthStore:
         """A known protocol whose stored scores (if any) were computed the way this code computes them."""
         _check_protocol(protocol)
         stored = self.data["protocols"].get(protocol)
-        if stored is not None and stored != GROUND_TRUTH_PROTOCOLS[protocol]:
-            raise InvalidInputError(f"{self.path}: its {protocol} ground truth was computed by another protocol "
-                                    f"({stored!r}); use another ground-truth file")
+        current = GROUND_TRUTH_PROTOCOLS[protocol]
+        if stored is not None and {k: stored.get(k) for k in ("version", "settings")} != current.identity:
+            raise InvalidInputError(f"{self.path}: its {protocol} ground truth was computed by another version or "
+                                    f"settings of the protocol ({json.dumps(stored)[:300]}; this is "
+                                    f"{json.dumps(current.identity)}); use another ground-truth file")
+
+
+def _stored(protocol: GroundTruthProtocol) -> dict[str, Any]:
+    return {**protocol.identity, "description": protocol.description}
+
+
+def _upgraded(name: str, description: str) -> dict[str, Any]:
+    """A version-3 protocol entry: this code's protocol of that name if the description is its own, else an entry
+    no protocol matches (its scores are refused)."""
+    current = GROUND_TRUTH_PROTOCOLS.get(name)
+    return _stored(current) if current is not None and current.description == description else {
+        "description": description}
 
 
 def target_id(name: str, train: Task, test: Task) -> str:
@@ -154,7 +171,7 @@ class BenchReport:
         return {"rows": self.rows, "summary": self.summary(), "predictions": self.predictions,
                 "ground_truth": self.ground_truth, "regression_targets": self.regression_targets, "shots": self.shots,
                 "skipped": self.skipped, "ground_truth_protocol": self.ground_truth_protocol,
-                "ground_truth_protocol_description": GROUND_TRUTH_PROTOCOLS[self.ground_truth_protocol]}
+                "ground_truth_protocol_description": GROUND_TRUTH_PROTOCOLS[self.ground_truth_protocol].description}
 
     def save_json(self, path: str | os.PathLike[str]) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +29,34 @@ from sklearn.preprocessing import StandardScaler
 from .errors import InvalidInputError
 from .tasks import Task, sample_per_class
 
-__all__ = ["FineTuneResult", "ProbeResult", "fine_tune", "fine_tune_protocol", "linear_probe"]
+__all__ = ["LINEAR_PROBE_PROTOCOL", "FineTuneResult", "GroundTruthProtocol", "ProbeResult", "fine_tune",
+           "fine_tune_protocol", "linear_probe"]
 
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
 DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0)
+
+
+@dataclass(frozen=True)
+class GroundTruthProtocol:
+    """How a ground-truth score is computed: a name, a version bumped whenever the computation changes, the settings
+    it runs with, and a sentence for people. Stored scores are identified by :attr:`identity`, never by the
+    sentence, so rewording it changes nothing and changing the computation cannot go unnoticed."""
+
+    name: str
+    version: int
+    settings: tuple[tuple[str, Any], ...]
+    description: str
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"version": self.version, "settings": {k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in self.settings}}
+
+
+LINEAR_PROBE_PROTOCOL = GroundTruthProtocol(
+    "linear-probe", 1, (("cs", DEFAULT_CS), ("alphas", DEFAULT_ALPHAS), ("validation_fraction", 0.2), ("seed", 0)),
+    "linear probe: standardised frozen features, logistic regression (ridge for real targets), C (alpha) chosen on a "
+    "stratified 20% validation split of train, refit on train, scored on test")
 
 
 @dataclass(frozen=True)
@@ -127,18 +152,20 @@ def fine_tune_protocol(
     epochs: int = FINE_TUNE_EPOCHS,
     batch_size: int = FINE_TUNE_BATCH_SIZE,
     max_train_per_class: int | None = FINE_TUNE_MAX_PER_CLASS,
-) -> str:
-    """One line saying how :func:`fine_tune` computes a score with these settings (stored with the scores)."""
+) -> GroundTruthProtocol:
+    """The protocol of :func:`fine_tune` with these settings."""
     cap = f"at most {max_train_per_class} training images per class (seeded), " if max_train_per_class else ""
-    return (
+    settings = (("lrs", tuple(lrs)), ("epochs", epochs), ("batch_size", batch_size),
+                ("max_train_per_class", max_train_per_class), ("weight_decay", FINE_TUNE_WEIGHT_DECAY),
+                ("validation_fraction", 0.2), ("seed", 0))
+    return GroundTruthProtocol("fine-tune", 1, settings, (
         f"fine-tuning: {cap}a stratified 20% validation split of train; the whole backbone + a new linear head "
         "that starts as the linear probe of the pre-trained features on the fitting rows (LP-FT: standardised "
         "features, logistic regression C=1 / ridge alpha=1), the model's own eval preprocessing, no "
         f"augmentation, BatchNorm statistics re-estimated on the fitting rows first (AdaBN); AdamW (weight decay "
         f"{FINE_TUNE_WEIGHT_DECAY}), batch {batch_size}, {epochs} epochs, cosine schedule, for each lr in "
         f"{tuple(lrs)}; cross-entropy (squared error on standardised targets for real targets); the checkpoint "
-        "(lr, epoch) with the best validation accuracy (R²) is scored on test"
-    )
+        "(lr, epoch) with the best validation accuracy (R²) is scored on test"))
 
 
 def fine_tune(

@@ -184,7 +184,9 @@ def test_bench_computes_fine_tuning_ground_truth_beside_the_linear_probe(tmp_pat
     report = run_bench(zoo, [target], methods=["knn"], ground_truth=GroundTruthStore(gt_file),
                        ground_truth_protocol=FINE_TUNE, progress=False)
     stored = json.loads(gt_file.read_text())
-    assert stored["version"] == 3 and stored["protocols"] == {FINE_TUNE: GROUND_TRUTH_PROTOCOLS[FINE_TUNE]}
+    protocol = GROUND_TRUTH_PROTOCOLS[FINE_TUNE]
+    assert stored["version"] == 4 and stored["protocols"] == {FINE_TUNE: {**protocol.identity,
+                                                                          "description": protocol.description}}
     train, test = load_task(target, split="train"), load_task(target, split="test")
     ids = {model_key(m): model_id(load_backbone(m, device="cpu")) for m in zoo}
     entry = stored["targets"][target_id("digits-mini", train, test)]
@@ -239,10 +241,25 @@ def test_store_refuses_other_protocols_and_versions(tmp_path):
     with pytest.raises(InvalidInputError, match="unknown ground-truth protocol 'probe'"):
         store.get("t", "m", "probe")
     data = json.loads(path.read_text())
-    data["protocols"][FINE_TUNE] = "fine-tuning with some other grid"
-    path.write_text(json.dumps(data))
-    with pytest.raises(InvalidInputError, match="computed by another protocol"):
+    assert data["protocols"][FINE_TUNE] == {"version": 1, "settings": {
+        "lrs": [1e-4, 1e-3, 1e-2], "epochs": 4, "batch_size": 32, "max_train_per_class": 100, "weight_decay": 0.05,
+        "validation_fraction": 0.2, "seed": 0}, "description": GROUND_TRUTH_PROTOCOLS[FINE_TUNE].description}
+
+    reworded = {**data["protocols"][FINE_TUNE], "description": "fine-tuning, said otherwise"}
+    path.write_text(json.dumps({**data, "protocols": {FINE_TUNE: reworded}}))
+    assert GroundTruthStore(path).get("t", "m", FINE_TUNE) == 0.5  # the identity is the version and settings
+    for changed in ({"version": 2}, {"settings": {**reworded["settings"], "epochs": 8}}):
+        path.write_text(json.dumps({**data, "protocols": {FINE_TUNE: {**reworded, **changed}}}))
+        with pytest.raises(InvalidInputError, match="computed by another version or settings of the protocol"):
+            GroundTruthStore(path).get("t", "m", FINE_TUNE)
+
+    # version 3 named a protocol by its description: the current one's is read as it, another's refused
+    v3 = {"version": 3, "targets": data["targets"]}
+    path.write_text(json.dumps({**v3, "protocols": {FINE_TUNE: GROUND_TRUTH_PROTOCOLS[FINE_TUNE].description}}))
+    assert GroundTruthStore(path).get("t", "m", FINE_TUNE) == 0.5
+    path.write_text(json.dumps({**v3, "protocols": {FINE_TUNE: "fine-tuning with some other grid"}}))
+    with pytest.raises(InvalidInputError, match="computed by another version or settings"):
         GroundTruthStore(path).get("t", "m", FINE_TUNE)
     path.write_text(json.dumps({"version": 1, "targets": {}}))
-    with pytest.raises(InvalidInputError, match="format version 1 is not 3"):
+    with pytest.raises(InvalidInputError, match="format version 1 is not 4"):
         GroundTruthStore(path)

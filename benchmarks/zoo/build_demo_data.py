@@ -94,7 +94,7 @@ def ground_truth(task: str) -> dict:
         f_train, f_test = (extract_features(str(folder), t, progress=False).features for t in (train, test))
         models[model_key(str(folder))] = round(linear_probe(f_train, train.labels, f_test, test.labels).score, 6)
         print(f"{folder.name}: {models[model_key(str(folder))]:.3f}")
-    return {"task": task, "metric": "accuracy", "protocol": GROUND_TRUTH_PROTOCOLS[LINEAR_PROBE],
+    return {"task": task, "metric": "accuracy", "protocol": GROUND_TRUTH_PROTOCOLS[LINEAR_PROBE].description,
             "train": len(train), "test": len(test), "models": models}
 
 
