@@ -214,7 +214,7 @@ def fine_tune(
     if not isinstance(backbone, TorchBackbone):
         raise InvalidInputError(f"fine_tune: {model_id} is an {backbone.library} model, which cannot be trained; "
                                 "rank it against the linear-probe ground truth")
-    x, x_test = _pixels(backbone, train_task), _pixels(backbone, test_task)
+    x, x_test = _Pixels(backbone.transform, train_task), _Pixels(backbone.transform, test_task)
     y, y_test = _targets(train_task.labels, regression), _targets(test_task.labels, regression)
     fit, val = train_test_split(np.arange(len(y)), test_size=validation_fraction, random_state=seed,
                                 stratify=None if regression else train_task.labels)
@@ -224,18 +224,18 @@ def fine_tune(
         y, y_test = (y - mean) / std, (y_test - mean) / std
     outputs = (1 if y.ndim == 1 else y.shape[1]) if regression else train_task.num_classes
 
-    _adapt_batchnorm(backbone, x[fit])
+    _adapt_batchnorm(backbone, x.subset(fit))
     pretrained = _state(backbone.model)
-    probe = _probe(regression, 1.0, seed).fit(_features(backbone, x[fit]).cpu().numpy(), y[fit].numpy())
+    probe = _probe(regression, 1.0, seed).fit(_features(backbone, x.subset(fit)).cpu().numpy(), y[fit].numpy())
     validation = dict.fromkeys(lrs, -math.inf)
     best_score, best = -math.inf, None  # best: (lr, epoch, backbone state, head state)
     for lr in lrs:
         backbone.model.load_state_dict(pretrained)
         head = _Head(probe, outputs).to(backbone.device)
         gen = torch.Generator().manual_seed(seed)
-        for epoch in _train(backbone, head, x[fit], y[fit], lr=lr, epochs=epochs, batch_size=batch_size,
+        for epoch in _train(backbone, head, x.subset(fit), y[fit], lr=lr, epochs=epochs, batch_size=batch_size,
                             regression=regression, gen=gen):
-            score = _evaluate(backbone, head, x[val], y[val], regression)
+            score = _evaluate(backbone, head, x.subset(val), y[val], regression)
             validation[lr] = max(validation[lr], score)
             if score > best_score:  # ties: the earlier learning rate and epoch
                 best_score, best = score, (lr, epoch, _state(backbone.model), _state(head))
@@ -249,9 +249,29 @@ def fine_tune(
                           validation_scores=validation)
 
 
-def _pixels(backbone, task: Task) -> torch.Tensor:
-    """Every image of ``task`` through the model's own (eval) preprocessing, ``[n, 3, H, W]`` on CPU."""
-    return torch.stack([backbone.transform(task.image(i)) for i in range(len(task))])
+class _Pixels(torch.utils.data.Dataset):
+    """The images of ``task`` (its ``rows``) through the model's own (eval) preprocessing, decoded a batch at a time:
+    fine-tuning holds one batch of pixels, not the split (6 GB for 100 classes at 224 px)."""
+
+    def __init__(self, transform, task: Task, rows: torch.Tensor | None = None) -> None:
+        self.transform, self.task = transform, task
+        self.rows = rows if rows is not None else torch.arange(len(task))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> torch.Tensor:  # [3, H, W]
+        return self.transform(self.task.image(int(self.rows[i])))
+
+    def subset(self, rows: torch.Tensor) -> _Pixels:
+        return _Pixels(self.transform, self.task, self.rows[rows])
+
+    def batches(self, order: Sequence[torch.Tensor]) -> torch.utils.data.DataLoader:
+        """``[b, 3, H, W]`` batches of the rows of ``order``, one batch per entry, in order."""
+        return torch.utils.data.DataLoader(self, batch_sampler=[b.tolist() for b in order], num_workers=0)
+
+    def in_order(self, size: int) -> torch.utils.data.DataLoader:
+        return self.batches(torch.arange(len(self)).split(size))
 
 
 def _targets(labels: np.ndarray, regression: bool) -> torch.Tensor:
@@ -299,7 +319,7 @@ def _loss(out: torch.Tensor, y: torch.Tensor, regression: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _adapt_batchnorm(backbone, x: torch.Tensor) -> None:
+def _adapt_batchnorm(backbone, x: _Pixels) -> None:
     """Re-estimate the BatchNorm statistics on ``x`` (AdaBN, Li et al. 2016): one pass in train mode with
     cumulative averages. Fine-tuning in train mode moves them to the target data anyway, within a few steps
     and whatever the learning rate; the probe head must be fitted on features with the statistics it will
@@ -313,13 +333,13 @@ def _adapt_batchnorm(backbone, x: torch.Tensor) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the pass
     backbone.model.train()
-    for chunk in x.split(_EVAL_BATCH):
+    for chunk in x.in_order(_EVAL_BATCH):
         backbone.forward(chunk.to(backbone.device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
 
-def _train(backbone, head: _Head, x: torch.Tensor, y: torch.Tensor, *, lr: float, epochs: int,
+def _train(backbone, head: _Head, x: _Pixels, y: torch.Tensor, *, lr: float, epochs: int,
            batch_size: int, regression: bool, gen: torch.Generator):
     """AdamW with a cosine schedule over shuffled mini-batches; yields the epoch number after each epoch.
 
@@ -333,8 +353,9 @@ def _train(backbone, head: _Head, x: torch.Tensor, y: torch.Tensor, *, lr: float
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     for epoch in range(1, epochs + 1):
         backbone.model.train()
-        for rows in torch.randperm(len(y), generator=gen)[:usable].split(batch_size):
-            out = head(backbone.forward(x[rows].to(backbone.device))[0])
+        order = torch.randperm(len(y), generator=gen)[:usable].split(batch_size)
+        for rows, pixels in zip(order, x.batches(order), strict=True):
+            out = head(backbone.forward(pixels.to(backbone.device))[0])
             loss = _loss(out, y[rows].to(backbone.device), regression)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -344,14 +365,14 @@ def _train(backbone, head: _Head, x: torch.Tensor, y: torch.Tensor, *, lr: float
 
 
 @torch.inference_mode()
-def _features(backbone, x: torch.Tensor) -> torch.Tensor:
+def _features(backbone, x: _Pixels) -> torch.Tensor:
     """The backbone's features of ``x`` (eval mode), on its device."""
     backbone.model.eval()
-    return torch.cat([backbone.forward(chunk.to(backbone.device))[0].float() for chunk in x.split(_EVAL_BATCH)])
+    return torch.cat([backbone.forward(chunk.to(backbone.device))[0].float() for chunk in x.in_order(_EVAL_BATCH)])
 
 
 @torch.inference_mode()
-def _evaluate(backbone, head: _Head, x: torch.Tensor, y: torch.Tensor, regression: bool) -> float:
+def _evaluate(backbone, head: _Head, x: _Pixels, y: torch.Tensor, regression: bool) -> float:
     """Accuracy, or R² (averaged over targets), of backbone + head on ``x``; -inf when outputs are not finite."""
     out = head(_features(backbone, x)).cpu()
     if not torch.isfinite(out).all():  # a diverged run never wins

@@ -168,6 +168,25 @@ def test_fine_tune_validates_options(kwargs, match):
         fine_tune("no-such-model", task, task, **kwargs)
 
 
+def test_fine_tuning_pixels_are_decoded_a_batch_at_a_time(monkeypatch):
+    import torch
+
+    from hf_spider.groundtruth import _Pixels
+
+    task = load_task(str(FIXTURES / "digits-mini"), split="train")
+    backbone = load_backbone(str(ZOO / "resnet10-tiny-animals"), device="cpu")
+    decoded = []
+    image = type(task).image
+    monkeypatch.setattr(type(task), "image", lambda self, i: decoded.append(i) or image(self, i))
+    pixels = _Pixels(backbone.transform, task).subset(torch.tensor([5, 3, 9, 1, 7]))
+    assert decoded == []  # nothing decoded up front
+    order = [torch.tensor([4, 0]), torch.tensor([2, 3, 1])]
+    first = next(iter(pixels.batches(order)))
+    assert decoded == [7, 5] and first.shape[0] == 2  # one batch: its rows, in its order
+    expected = torch.stack([backbone.transform(image(task, i)) for i in (7, 5)])
+    assert torch.equal(first, expected)
+
+
 def test_fine_tune_refuses_mixed_task_kinds():
     task = _colour_task(4, seed=0)
     real = task_from_arrays(np.zeros((4, 8, 8), np.uint8), np.arange(4, dtype=np.float32), regression=True)
