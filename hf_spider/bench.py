@@ -26,7 +26,7 @@ from scipy import stats
 from . import evaluation, scores
 from ._files import write_atomic
 from .backbones import Backbone, expand_model_folders, load_backbone, model_key
-from .constants import MICRO_ZOO
+from .constants import MICRO_ZOO, MICRO_ZOO_BASELINE
 from .embedder import embed_task, rank_by_embedding
 from .embedder.zoo import EmbedderSetup, embed_zoo
 from .errors import InvalidInputError
@@ -239,8 +239,8 @@ def bench_inputs(*, zoo: Sequence[str] | None = None, targets: Sequence[str] | N
         tasks = sorted(str(p) for p in root.glob("*") if p.name.startswith(("tgt-", "reg-")))
     if not tasks:
         raise InvalidInputError(f"no target tasks given and none found under {root}; pass --targets")
-    if baseline is None and not zoo and (bundled / "resnet18-all-mix").is_dir():
-        baseline = str(bundled / "resnet18-all-mix")
+    if baseline is None and not zoo and MICRO_ZOO_BASELINE.is_dir():
+        baseline = str(MICRO_ZOO_BASELINE)
     if reference is None and root is not None and (root / "reference-mix").is_dir():
         reference = str(root / "reference-mix")
     embedder = EmbedderSetup(baseline, *parse_dataset_spec(reference), steps=embed_steps) if (

@@ -29,6 +29,7 @@ from typing import Any
 
 from .constants import cache_root
 from .errors import InvalidInputError
+from .hub.client import endpoint
 
 __all__ = ["JOBS", "BulkReport", "default_journal", "read_repo_list", "run_bulk"]
 
@@ -69,7 +70,7 @@ def read_repo_list(path: str | os.PathLike[str]) -> list[str]:
 
 def default_journal(job: str, options: dict[str, Any]) -> Path:
     """The journal of a run of ``job`` with ``options``: the same job and options resume the same journal."""
-    key = json.dumps([job, os.environ.get("HF_ENDPOINT", ""), options], sort_keys=True, default=str)
+    key = json.dumps([job, endpoint(), options], sort_keys=True, default=str)
     return cache_root() / "bulk" / f"{job}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 
 
@@ -194,7 +195,8 @@ def run_bulk(
 def _reason(error: Exception) -> str:
     """One line naming what failed in a task: the task's own exception, not Ray's wrapper."""
     cause = getattr(error, "cause", None) or error
-    return f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ''}"
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(cause).__name__}: {lines[-1][:300]}"
 
 
 class _Progress:

@@ -11,6 +11,8 @@ from .errors import InvalidInputError
 #: embeddings over ``resnet18-all-mix`` (``embeddings/``) and a Model Spider ranker trained on them
 #: (``ranker/``). The demo, ``bench`` and ``train-ranker`` default to it; it is rebuilt by ``benchmarks/zoo/``.
 MICRO_ZOO = Path(__file__).parent / "micro_zoo"
+#: The micro zoo's baseline and general encoder: the model its embeddings are over and its ranker reads tasks with.
+MICRO_ZOO_BASELINE = MICRO_ZOO / "models" / "resnet18-all-mix"
 #: The Standardized Embedder paper's public baseline for the real Hub: ResNet-18 (N = 512).
 DEFAULT_BASELINE = "timm/resnet18.a1_in1k"
 #: Where the demo publishes the micro zoo; the bundled ranker names its models under this organisation.

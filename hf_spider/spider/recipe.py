@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .. import scores
-from ..constants import MICRO_ZOO, MICRO_ZOO_ORG, OFFLINE_POOL
+from ..constants import MICRO_ZOO, MICRO_ZOO_BASELINE, MICRO_ZOO_ORG, OFFLINE_POOL
 from ..embedder.zoo import EmbedderSetup, embed_zoo
 from ..errors import InvalidInputError
 from ..rankagg import copeland
@@ -78,7 +78,7 @@ def training_inputs(*, zoo: Sequence[str] | None = None, exclude: Sequence[str] 
                                 "src-* and aux-* folders")
     bundled = MICRO_ZOO / "models"
     models = [m for m in expand_model_folders(list(zoo or [str(bundled)])) if model_key(m) not in set(exclude)]
-    encoder = encoder or str(bundled / "resnet18-all-mix")
+    encoder = encoder or str(MICRO_ZOO_BASELINE)
     if reference is None and root is not None:
         reference = str(root / "reference-mix")
     datasets = []
