@@ -58,7 +58,7 @@ def plain_loop(backbone: Backbone, task: Task, batch_size: int) -> dict[str, flo
         for lo in range(0, len(task), batch_size):
             t0 = time.perf_counter()
             x = torch.stack([backbone.transform(task.image(i)) for i in range(lo, min(len(task), lo + batch_size))])
-            x = x.to(backbone.device)
+            x = x.to(backbone.device).contiguous(memory_format=backbone.memory_format)
             t1 = time.perf_counter()
             features, _ = backbone.forward(x)
             features.float().cpu()
@@ -73,7 +73,8 @@ def realzoo_throughput(folder: Path, *, batch_size: int, device: str, repeats: i
     x = torch.stack([backbone.transform(PIL.Image.new("RGB", (64, 64), (i, 2 * i, 3 * i))) for i in range(batch_size)])
     row: dict[str, object] = {"network": folder.name, "format": backbone.library,
                               "input": "x".join(map(str, x.shape[2:])), "d": backbone.feature_dim}
-    row["torch"] = _images_per_second(lambda: backbone.forward(x.to(backbone.device)), batch_size, repeats) \
+    as_used = x.to(backbone.device).contiguous(memory_format=backbone.memory_format)  # as the feature loop does
+    row["torch"] = _images_per_second(lambda: backbone.forward(as_used), batch_size, repeats) \
         if backbone.library != "onnx" else None
     onnx_backbone = backbone if backbone.library == "onnx" else _exported(backbone, x, folder.name)
     onnx_backbone.to(device)

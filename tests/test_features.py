@@ -56,8 +56,13 @@ def count_forwards(module: torch.nn.Module) -> list[int]:
 
 def test_timm_features_and_source_probs_match_direct_forward(timm_repo: str, task, tmp_path: Path):
     backbone = load_backbone(timm_repo, device="cpu")
+    layouts = []  # convolutions get channels-last batches, the faster layout on CPU too
+    stem = next(m for m in backbone.model.modules() if isinstance(m, torch.nn.Conv2d))
+    stem.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     result = extract_features(backbone, task, batch_size=16, num_workers=1, with_source_probs=True,
                               cache_dir=tmp_path, progress=False)
+    assert layouts and all(layouts)
     ref = direct(backbone, task, lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True))
     probs = direct(backbone, task, lambda m, x: torch.softmax(m(x), dim=-1))
     assert result.features.dtype == np.float32 and result.features.shape == (40, 64)

@@ -33,6 +33,8 @@ class Backbone(ABC):
     """
 
     library: ClassVar[str]
+    #: the layout :meth:`forward` runs fastest on; the feature loop hands batches over in it
+    memory_format: ClassVar[torch.memory_format] = torch.contiguous_format
 
     def __init__(self, transform: Callable[[PIL.Image.Image], torch.Tensor], *, num_source_classes: int | None,
                  model_id: str, revision: str | None, feature_dim: int = 0) -> None:
@@ -95,6 +97,8 @@ class TorchBackbone(Backbone):
     Attributes:
         model: the ``nn.Module`` in eval mode.
     """
+
+    memory_format = torch.channels_last  # convolutions run faster on it, on CPU as on CUDA (docs/realzoo.md)
 
     def __init__(self, model: nn.Module, transform: Callable[[PIL.Image.Image], torch.Tensor], **kwargs) -> None:
         super().__init__(transform, **kwargs)

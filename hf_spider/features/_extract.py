@@ -2,7 +2,8 @@
 
 :func:`extract_features` runs a :class:`~hf_spider.backbones.Backbone` over a :class:`~hf_spider.tasks.Task`
 with a torch DataLoader (workers decode and preprocess while the model runs), under
-``torch.inference_mode()``, with channels-last + bf16 autocast on CUDA only.
+``torch.inference_mode()``, each batch in the backbone's :attr:`~hf_spider.backbones.Backbone.memory_format`,
+with bf16 autocast on CUDA only.
 
 Data parallel with accelerate: under ``accelerate launch --num_processes N`` (or ``torchrun``) each process
 takes a contiguous shard, and the shards are padded to equal length, gathered and trimmed, so every
@@ -221,9 +222,7 @@ def _run(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int
             waiting += t1 - t0
             if x is None:
                 break
-            x = x.to(device, non_blocking=on_cuda)
-            if on_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(device, non_blocking=on_cuda).contiguous(memory_format=backbone.memory_format)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda):
                 f, logits = backbone.forward(x)
             features.append(f.float().cpu())
