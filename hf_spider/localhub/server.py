@@ -309,9 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _require_writer(self, namespace: str | None) -> Account:
         """The request's account, if it may write ``namespace`` (any, when None); 401 without one, 403 outside."""
         if self.account is None:
-            raise _Unauthorized("Invalid credentials in Authorization header")
+            raise _HttpError(401, "Invalid credentials in Authorization header")
         if namespace is not None and not self.account.can_write(namespace):
-            raise _Forbidden(f"{self.account.name} cannot write to the namespace {namespace!r}")
+            raise _HttpError(403, f"{self.account.name} cannot write to the namespace {namespace!r}")
         return self.account
 
     def _can_read(self, repo: RepoState) -> bool:
@@ -513,7 +513,7 @@ class _Handler(BaseHTTPRequestHandler):
                    "Content-Disposition": f"inline; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}"}
         try:
             byte_range = _byte_range(self.headers.get("Range", ""), entry.size)
-        except _NotSatisfiable as e:
+        except _HttpError as e:  # 416: the only refusal _byte_range raises
             self._send(e.status, b"", {**headers, "Content-Range": f"bytes */{entry.size}"})
             return
         data = b"" if self.command == "HEAD" else self.server.storage.read_blob(entry)
@@ -570,28 +570,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(payload)
 
 
-class _Unauthorized(HubStorageError):
-    status = 401
+class _HttpError(HubStorageError):
+    """A request refused with an HTTP ``status`` that carries no Hub error code (401, 403, 404 route, 411, 413,
+    416)."""
 
-
-class _Forbidden(HubStorageError):
-    status = 403
-
-
-class _NoRoute(HubStorageError):
-    status = 404
-
-
-class _LengthRequired(HubStorageError):
-    status = 411
-
-
-class _TooLarge(HubStorageError):
-    status = 413
-
-
-class _NotSatisfiable(HubStorageError):
-    status = 416
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 _MAX_LINE = 1024  # a chunk-size line or trailer longer than this is not HTTP
@@ -606,7 +591,7 @@ def read_body(handler: BaseHTTPRequestHandler, *, limit: int) -> bytes:
         while size := _chunk_size(rfile.readline(_MAX_LINE)):
             total += size
             if total > limit:
-                raise _TooLarge(f"Request body over the limit of {limit} bytes")
+                raise _HttpError(413, f"Request body over the limit of {limit} bytes")
             chunks.append(_read_exactly(rfile, size))
             if rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n"):
                 raise BadRequest("Malformed chunked body: a chunk is longer than its size")
@@ -616,12 +601,12 @@ def read_body(handler: BaseHTTPRequestHandler, *, limit: int) -> bytes:
     declared = handler.headers.get("Content-Length")
     if declared is None:
         if handler.command in ("POST", "PUT"):
-            raise _LengthRequired("A body needs Content-Length or chunked Transfer-Encoding")
+            raise _HttpError(411, "A body needs Content-Length or chunked Transfer-Encoding")
         return b""
     if not declared.strip().isdigit() or not declared.isascii():
         raise BadRequest(f"Invalid Content-Length: {declared[:40]!r}")
     if int(declared) > limit:
-        raise _TooLarge(f"Request body of {int(declared)} bytes is over the limit of {limit} bytes")
+        raise _HttpError(413, f"Request body of {int(declared)} bytes is over the limit of {limit} bytes")
     return _read_exactly(rfile, int(declared))
 
 
@@ -638,7 +623,7 @@ def _route(method: str, path: str) -> tuple[str, dict[str, str]]:
     for route_method, pattern, name in _ROUTES:
         if route_method == lookup and (match := pattern.match(path)):
             return name, {k: unquote(v, errors="strict") for k, v in match.groupdict().items() if v is not None}
-    raise _NoRoute(f"No route for {method} {path}")
+    raise _HttpError(404, f"No route for {method} {path}")
 
 
 def _chunk_size(line: bytes) -> int:
@@ -665,11 +650,11 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     if not match[1]:  # suffix range: the last N bytes
         if int(match[2]) == 0 or size == 0:
-            raise _NotSatisfiable("Range Not Satisfiable")
+            raise _HttpError(416, "Range Not Satisfiable")
         return max(size - int(match[2]), 0), size - 1
     first, last = int(match[1]), int(match[2] or size - 1)
     if match[2] and last < first:
         return None
     if first >= size:
-        raise _NotSatisfiable("Range Not Satisfiable")
+        raise _HttpError(416, "Range Not Satisfiable")
     return first, min(last, size - 1)
