@@ -8,12 +8,12 @@ commit without loading it, or torch.
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
-from ._cache import Features, cache_key, cached_features, default_cache_dir
+from ._cache import FeatureCache, Features, cache_key, cached_features, default_cache_dir
 
 if TYPE_CHECKING:
     from ._extract import default_checkpoint_rows, default_num_workers, extract_features
 
-__all__ = ["Features", "cache_key", "cached_features", "default_cache_dir", "default_checkpoint_rows",
+__all__ = ["FeatureCache", "Features", "cache_key", "cached_features", "default_cache_dir", "default_checkpoint_rows",
            "default_num_workers", "extract_features"]
 
 __getattr__ = lazy_attributes(__name__, {name: "_extract" for name in (

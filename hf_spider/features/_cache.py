@@ -1,7 +1,8 @@
-"""The feature cache: one safetensors file per (model + commit or weights hash, task fingerprint, source
-probabilities on/off, preprocessing, precision), written atomically by the main process only. A hit does no
-forward pass; a corrupt or mismatched file is ignored (with a warning) and recomputed. Nothing here imports
-torch: a selection that finds its features here never loads a model.
+"""The feature cache (:class:`FeatureCache`): one safetensors file per (model + commit or weights hash, task
+fingerprint, source probabilities on/off, preprocessing, precision), written atomically by the main process only,
+and the checkpoints of unfinished extractions. A hit does no forward pass; a corrupt or mismatched file is ignored
+(with a warning) and recomputed. Nothing here imports torch: a selection that finds its features here never loads
+a model.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +29,7 @@ from ..tasks import Task
 if TYPE_CHECKING:
     from ..backbones import Backbone
 
-__all__ = ["CACHE_FORMAT", "Features", "cache_key", "cached_features", "default_cache_dir"]
+__all__ = ["CACHE_FORMAT", "FeatureCache", "Features", "cache_key", "cached_features", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +92,6 @@ class _Signature:
                    backbone.feature_dim, backbone.num_source_classes, backbone.weights_hash())
 
 
-def _signature_path(cache: Path, model_id: str, revision: str) -> Path:
-    return cache / "models" / f"{hashlib.sha256(f'{model_id}@{revision}'.encode()).hexdigest()}.json"
-
-
 def cached_features(model_id: str, task: Task, *, with_source_probs: bool = False,
                     cache_dir: str | os.PathLike | None = None) -> tuple[Features, str] | None:
     """``(features, weights hash)`` of a Hub model on ``task`` if an earlier :func:`extract_features` cached them
@@ -101,29 +99,13 @@ def cached_features(model_id: str, task: Task, *, with_source_probs: bool = Fals
     revision = resolve_revision(model_id)
     if revision is None:  # a folder or a timm name: no commit to remember it by
         return None
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    try:
-        signature = _Signature(**json.loads(_signature_path(cache, model_id, revision).read_text()))
-    except (OSError, ValueError, TypeError):
+    cache = FeatureCache(cache_dir)
+    signature = cache.signature(model_id, revision)
+    if signature is None:
         return None
     key = cache_key(signature, task, with_source_probs=with_source_probs)  # a CPU (fp32) result
-    path = cache / f"{key}.safetensors"
-    cached = _read_cache(path, key=key, task=task, d=signature.feature_dim, c_source=signature.num_source_classes,
-                         with_source_probs=with_source_probs)
-    if cached is None:
-        return None
-    features, probs, seconds = cached
-    return Features(features, probs, task.labels, model_id, revision, task.fingerprint, from_cache=True,
-                    cache_path=path, stats={"waiting": 0.0, "forward": 0.0, "total": 0.0, "computed": seconds}
-                    ), signature.weights
-
-
-def _remember_signature(cache: Path, backbone: Backbone) -> None:
-    if backbone.revision is None:
-        return
-    path = _signature_path(cache, backbone.model_id, backbone.revision)
-    if not path.is_file():
-        write_atomic(path, json.dumps(dataclasses.asdict(_Signature.of(backbone))))
+    features = cache.load(key, signature, task, with_source_probs=with_source_probs)
+    return None if features is None else (features, signature.weights)
 
 
 def cache_key(backbone: Backbone | _Signature, task: Task, *, with_source_probs: bool,
@@ -142,15 +124,118 @@ def cache_key(backbone: Backbone | _Signature, task: Task, *, with_source_probs:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | None,
-                with_source_probs: bool) -> tuple[np.ndarray, np.ndarray | None, float] | None:
-    """The cached arrays and the seconds they took if ``path`` holds a valid result for ``key``; ``None`` (and a
-    warning) otherwise."""
+class FeatureCache:
+    """One cache folder: ``<key>.safetensors`` per result (float32 features, the task's labels, optionally source
+    probabilities; provenance in the metadata), ``<key>.partial/rows-<a>-<b>.safetensors`` checkpoints of an
+    unfinished one, and ``models/`` the signatures :func:`cached_features` finds results by. Every file is written
+    atomically; one that does not hold what its name promises is ignored (with a warning) and recomputed, and a
+    failed write only costs the recomputation.
+
+    Args:
+        folder: default :func:`default_cache_dir`.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        self.folder = Path(folder).expanduser() if folder is not None else default_cache_dir()
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.safetensors"
+
+    def load(self, key: str, model: Backbone | _Signature, task: Task, *, with_source_probs: bool) -> Features | None:
+        """The result named ``key`` of ``model`` on ``task`` (a hit: no forward pass), or ``None``."""
+        path = self.path(key)
+        arrays = _read_arrays(path, key=key, task=task, d=model.feature_dim, c_source=model.num_source_classes,
+                              with_source_probs=with_source_probs, whole=True)
+        if arrays is None:
+            return None
+        features, probs, meta = arrays
+        try:
+            seconds = float(meta.get("seconds", "nan"))
+        except ValueError:
+            seconds = math.nan
+        return Features(features, probs, task.labels, model.model_id, model.revision, task.fingerprint,
+                        from_cache=True, cache_path=path,
+                        stats={"waiting": 0.0, "forward": 0.0, "total": 0.0, "computed": seconds})
+
+    def save(self, key: str, backbone: Backbone, task: Task, features: np.ndarray, probs: np.ndarray | None, *,
+             seconds: float) -> None:
+        """Store a finished result under ``key`` and drop its checkpoints."""
+        from safetensors.numpy import save_file
+
+        tensors = {"features": np.ascontiguousarray(features, dtype=np.float32),
+                   "labels": np.ascontiguousarray(task.labels)}
+        if probs is not None:
+            tensors["source_probs"] = np.ascontiguousarray(probs, dtype=np.float32)
+        metadata = {
+            "format": CACHE_FORMAT, "key": key, "model_id": backbone.model_id, "revision": backbone.revision or "",
+            "library": backbone.library, "task_fingerprint": task.fingerprint, "task_name": task.name,
+            "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
+            "seconds": f"{seconds:.3f}",
+        }
+        path = self.path(key)
+        try:
+            with atomic_path(path) as tmp:
+                save_file(tensors, tmp, metadata=metadata)
+        except OSError as exc:
+            logger.warning("Could not write feature cache %s: %s", path, exc)
+        self.drop_checkpoints(key)
+
+    def load_checkpoint(self, key: str, rows: range, model: Backbone, *,
+                        with_source_probs: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The saved features (and source probabilities) of the task's ``rows`` for ``key``, or ``None``."""
+        arrays = _read_arrays(self._checkpoint(key, rows), key=key, rows=len(rows), d=model.feature_dim,
+                              c_source=model.num_source_classes, with_source_probs=with_source_probs)
+        return None if arrays is None else arrays[:2]
+
+    def save_checkpoint(self, key: str, rows: range, features: np.ndarray, probs: np.ndarray | None) -> None:
+        """Save the finished ``rows`` of an extraction, so that a killed run resumes after them."""
+        from safetensors.numpy import save_file
+
+        tensors = {"features": np.ascontiguousarray(features)}
+        if probs is not None:
+            tensors["source_probs"] = np.ascontiguousarray(probs)
+        path = self._checkpoint(key, rows)
+        try:
+            with atomic_path(path) as tmp:
+                save_file(tensors, tmp, metadata={"key": key, "rows": f"{rows.start}-{rows.stop}"})
+        except OSError as exc:
+            logger.warning("Could not write feature checkpoint %s: %s", path, exc)
+
+    def drop_checkpoints(self, key: str) -> None:
+        shutil.rmtree(self.path(key).with_suffix(".partial"), ignore_errors=True)
+
+    def _checkpoint(self, key: str, rows: range) -> Path:
+        return self.path(key).with_suffix(".partial") / f"rows-{rows.start}-{rows.stop}.safetensors"
+
+    def remember(self, backbone: Backbone) -> None:
+        """Record what :func:`cached_features` needs to find this Hub model's CPU results by its commit alone."""
+        if backbone.revision is None:
+            return
+        path = self._signature_path(backbone.model_id, backbone.revision)
+        if not path.is_file():
+            write_atomic(path, json.dumps(dataclasses.asdict(_Signature.of(backbone))))
+
+    def signature(self, model_id: str, revision: str) -> _Signature | None:
+        try:
+            return _Signature(**json.loads(self._signature_path(model_id, revision).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _signature_path(self, model_id: str, revision: str) -> Path:
+        return self.folder / "models" / f"{hashlib.sha256(f'{model_id}@{revision}'.encode()).hexdigest()}.json"
+
+
+def _read_arrays(path: Path, *, key: str, d: int, c_source: int | None, with_source_probs: bool,
+                 task: Task | None = None, rows: int | None = None, whole: bool = False,
+                 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, str]] | None:
+    """Features, source probabilities and metadata of ``path`` if it holds what ``key`` names: finite float32
+    ``[rows, d]`` features and, with ``with_source_probs``, ``[rows, c_source]`` probabilities; a whole result
+    (``whole``) also the task's labels and fingerprint. ``None`` (and a warning) otherwise."""
     if not path.is_file():
         return None
     from safetensors import safe_open
 
-    n = len(task)
+    rows = len(task) if whole else rows
     try:
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
@@ -159,51 +244,26 @@ def _read_cache(path: Path, *, key: str, task: Task, d: int, c_source: int | Non
             probs = f.get_tensor("source_probs") if with_source_probs else None
             labels = f.get_tensor("labels") if "labels" in names else None
         problems = []
-        if meta.get("key") != key or meta.get("format") != CACHE_FORMAT:
+        if meta.get("key") != key or (whole and meta.get("format") != CACHE_FORMAT):
             problems.append("metadata does not match the request")
-        if meta.get("task_fingerprint") != task.fingerprint:
+        if whole and meta.get("task_fingerprint") != task.fingerprint:
             problems.append("task fingerprint differs")
-        if features.dtype != np.float32 or features.shape != (n, d):
-            problems.append(f"features {features.dtype}{features.shape}, expected float32{(n, d)}")
+        if features.dtype != np.float32 or features.shape != (rows, d):
+            problems.append(f"features {features.dtype}{features.shape}, expected float32{(rows, d)}")
         elif not np.isfinite(features).all():
             problems.append("features are not finite")
-        if labels is None or labels.shape != task.labels.shape or not np.array_equal(labels, task.labels):
+        if whole and (labels is None or labels.shape != task.labels.shape or not np.array_equal(labels, task.labels)):
             problems.append("labels differ from the task's")
         if with_source_probs:
-            if probs is None or probs.dtype != np.float32 or probs.shape != (n, c_source):
+            if probs is None or probs.dtype != np.float32 or probs.shape != (rows, c_source):
                 shape = None if probs is None else probs.shape
-                problems.append(f"source_probs shape {shape}, expected {(n, c_source)}")
-            elif not np.isfinite(probs).all() or (n and not np.allclose(probs.sum(1), 1.0, atol=1e-3)):
+                problems.append(f"source_probs shape {shape}, expected {(rows, c_source)}")
+            elif not np.isfinite(probs).all() or (rows and not np.allclose(probs.sum(1), 1.0, atol=1e-3)):
                 problems.append("source_probs are not probabilities")
     except Exception as exc:  # unreadable header, truncated file, missing tensor...
         problems = [f"unreadable ({type(exc).__name__}: {exc})"]
     if problems:
-        logger.warning("Ignoring feature cache %s: %s; recomputing.", path, "; ".join(problems))
+        logger.warning("Ignoring feature %s %s: %s; recomputing.", "cache" if whole else "checkpoint", path,
+                       "; ".join(problems))
         return None
-    try:
-        seconds = float(meta.get("seconds", "nan"))
-    except ValueError:
-        seconds = math.nan
-    return features, probs, seconds
-
-
-def _write_cache(path: Path, *, key: str, backbone: Backbone, task: Task, features: np.ndarray,
-                 probs: np.ndarray | None, seconds: float) -> None:
-    """Write the cache file atomically; a failure only costs recomputing it next time."""
-    from safetensors.numpy import save_file
-
-    tensors = {"features": np.ascontiguousarray(features, dtype=np.float32),
-               "labels": np.ascontiguousarray(task.labels)}
-    if probs is not None:
-        tensors["source_probs"] = np.ascontiguousarray(probs, dtype=np.float32)
-    metadata = {
-        "format": CACHE_FORMAT, "key": key, "model_id": backbone.model_id, "revision": backbone.revision or "",
-        "library": backbone.library, "task_fingerprint": task.fingerprint, "task_name": task.name,
-        "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
-        "seconds": f"{seconds:.3f}",
-    }
-    try:
-        with atomic_path(path) as tmp:
-            save_file(tensors, tmp, metadata=metadata)
-    except OSError as exc:
-        logger.warning("Could not write feature cache %s: %s", path, exc)
+    return features, probs, meta

@@ -6,37 +6,32 @@ with a torch DataLoader (workers decode and preprocess while the model runs), un
 with bf16 autocast on CUDA only.
 
 Data parallel with accelerate: under ``accelerate launch --num_processes N`` (or ``torchrun``) each process
-takes a contiguous shard, and the shards are padded to equal length, gathered and trimmed, so every
-process gets all ``n`` rows in the task's order. One process is the same code path with a no-op gather.
+takes a contiguous share of the rows (``PartialState.split_between_processes``) and the shares are gathered in
+process order (``gather_object``), so every process gets all ``n`` rows in the task's order. One process is the
+same code path without the gather.
 
-Cache: :mod:`hf_spider.features._cache`; a hit does no forward pass.
-
-Checkpoints: a long extraction (more than ``checkpoint_rows`` rows, e.g. the 50,000 ImageNet validation
-images of the embedder's default reference set) saves every finished chunk of rows atomically in
-``<key>.partial/`` next to the cache file; a killed run resumes from them, and the folder is removed once
-the cache file is written.
+Cache and checkpoints: :class:`~hf_spider.features.FeatureCache`; a hit does no forward pass. A long extraction
+(more than ``checkpoint_rows`` rows, e.g. the 50,000 ImageNet validation images of the embedder's default
+reference set) checkpoints every finished chunk of rows; a killed run resumes from them, and they are removed
+once the result is written.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._files import atomic_path
 from ..backbones import Backbone, load_backbone
 from ..constants import positive_int_env
 from ..errors import InvalidInputError
 from ..tasks import Task
-from ._cache import Features, _read_cache, _remember_signature, _write_cache, cache_key, default_cache_dir
+from ._cache import FeatureCache, Features, cache_key
 
 __all__ = ["default_checkpoint_rows", "default_num_workers", "extract_features"]
 
@@ -104,78 +99,70 @@ def extract_features(
     if with_source_probs and not backbone.num_source_classes:
         raise InvalidInputError(f"{backbone.model_id} has no classifier head: with_source_probs needs one")
     on_cuda = backbone.device.type == "cuda"
-    n, d = len(task), backbone.feature_dim
+    n = len(task)
 
-    path = None
+    cache = key = None
     if use_cache:
+        cache = FeatureCache(cache_dir)
         key = cache_key(backbone, task, with_source_probs=with_source_probs,
                         precision="bf16-autocast" if on_cuda else "fp32")
-        path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         if state.is_main_process and not on_cuda:  # cached_features finds CPU results by the commit alone
-            _remember_signature(path, backbone)
-        path = path / f"{key}.safetensors"
-        cached = _read_cache(path, key=key, task=task, d=d, c_source=backbone.num_source_classes,
-                             with_source_probs=with_source_probs)
-        if state.num_processes > 1:  # all processes must agree, or the gather below would hang
-            from accelerate.utils import gather_object
-
-            if not all(gather_object([cached is not None])):
-                cached = None
+            cache.remember(backbone)
+        cached = cache.load(key, backbone, task, with_source_probs=with_source_probs)
+        if state.num_processes > 1 and not all(_gathered([cached is not None], state)):
+            cached = None  # all processes must agree, or the gathers below would hang
         if cached is not None:
             if state.is_main_process:  # checkpoints left by a run killed after writing the cache
-                shutil.rmtree(_checkpoint_dir(path), ignore_errors=True)
-            features, probs, seconds = cached
-            return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
-                            from_cache=True, cache_path=path,
-                            stats={"waiting": 0.0, "forward": 0.0, "total": 0.0, "computed": seconds})
+                cache.drop_checkpoints(key)
+            return cached
 
     start = time.perf_counter()
-    per_process = math.ceil(n / state.num_processes)
-    lo, hi = min(n, state.process_index * per_process), min(n, (state.process_index + 1) * per_process)
-    chunks = [range(a, min(a + checkpoint_rows, hi)) for a in range(lo, hi, checkpoint_rows)]
-    checkpoints = _checkpoint_dir(path) if path is not None and n > checkpoint_rows else None
-    done: dict[range, tuple[torch.Tensor, torch.Tensor | None]] = {}
-    if checkpoints is not None:
-        for chunk in chunks:
-            if (arrays := _read_checkpoint(checkpoints, chunk, key=key, d=d, c_source=backbone.num_source_classes,
-                                           with_source_probs=with_source_probs)) is not None:
-                done[chunk] = arrays
+    with state.split_between_processes(list(range(n))) as mine:  # this process's contiguous share of the rows
+        rows = range(mine[0], mine[-1] + 1) if mine else range(0)
+    chunks = [rows[i:i + checkpoint_rows] for i in range(0, len(rows), checkpoint_rows)]
+    checkpoints = cache is not None and n > checkpoint_rows
+    done = {}
+    for chunk in chunks if checkpoints else ():
+        if (arrays := cache.load_checkpoint(key, chunk, backbone, with_source_probs=with_source_probs)) is not None:
+            done[chunk] = arrays
     resumed = sum(len(c) for c in done)
     if resumed:
         logger.info("Resuming features of %s on %s: %d of %d rows read from checkpoints in %s",
-                    backbone.model_id, task.name, resumed, hi - lo, checkpoints)
-    todo = [c for c in chunks if c not in done]
-
-    def finished(chunk: range, chunk_features: torch.Tensor, chunk_probs: torch.Tensor | None) -> None:
-        done[chunk] = (chunk_features, chunk_probs)
-        if checkpoints is not None:
-            _write_checkpoint(checkpoints, chunk, key=key, features=chunk_features, probs=chunk_probs)
-
+                    backbone.model_id, task.name, resumed, len(rows), cache.folder)
     if num_workers is None:  # starting worker processes costs more than decoding a few batches in-line
-        num_workers = default_num_workers(state.num_processes) if hi - lo - resumed > 4 * batch_size else 0
-    stats = _run(backbone, task, todo, batch_size=batch_size, num_workers=num_workers,
-                 with_source_probs=with_source_probs, progress=progress and state.is_main_process,
-                 resumed=resumed, total=hi - lo, on_chunk=finished)
-    local_features = torch.cat([done[c][0] for c in chunks]) if chunks else torch.zeros(0, d)
-    local_probs = None
-    if with_source_probs:
-        local_probs = (torch.cat([done[c][1] for c in chunks]) if chunks
-                       else torch.zeros(0, backbone.num_source_classes))
-    features = _gather_rows(local_features, state, per_process=per_process, n=n, width=d)
-    probs = None
-    if with_source_probs:
-        probs = _gather_rows(local_probs, state, per_process=per_process, n=n, width=backbone.num_source_classes)
+        num_workers = default_num_workers(state.num_processes) if len(rows) - resumed > 4 * batch_size else 0
+    stats = {"waiting": 0.0, "forward": 0.0}
+    bar = _progress(backbone, total=len(rows), initial=resumed, enabled=progress and state.is_main_process)
+    for chunk, chunk_features, chunk_probs in _forward_chunks(
+            backbone, task, [c for c in chunks if c not in done], batch_size=batch_size, num_workers=num_workers,
+            with_source_probs=with_source_probs, stats=stats, advance=bar.update):
+        done[chunk] = (chunk_features, chunk_probs)
+        if checkpoints:
+            cache.save_checkpoint(key, chunk, chunk_features, chunk_probs)
+    bar.close()
+    features = _all_rows([done[c][0] for c in chunks], backbone.feature_dim, state)
+    probs = _all_rows([done[c][1] for c in chunks], backbone.num_source_classes, state) if with_source_probs else None
     stats["total"] = stats["computed"] = time.perf_counter() - start
 
-    if use_cache and path is not None and state.is_main_process:
-        _write_cache(path, key=key, backbone=backbone, task=task, features=features, probs=probs,
-                     seconds=stats["total"])
-        if checkpoints is not None:  # every process's chunks are in: gathered above
-            shutil.rmtree(checkpoints, ignore_errors=True)
+    if cache is not None and state.is_main_process:  # every process's chunks are in: gathered above
+        cache.save(key, backbone, task, features, probs, seconds=stats["total"])
     if state.num_processes > 1:
         state.wait_for_everyone()
     return Features(features, probs, task.labels, backbone.model_id, backbone.revision, task.fingerprint,
-                    from_cache=False, resumed_rows=resumed, cache_path=path, stats=stats)
+                    from_cache=False, resumed_rows=resumed, cache_path=cache.path(key) if cache else None,
+                    stats=stats)
+
+
+def _gathered(local: list, state: Any) -> list:
+    """Every process's list, concatenated in process order (this process's own when it runs alone)."""
+    from accelerate.utils import gather_object
+
+    return gather_object(local) if state.num_processes > 1 else local
+
+
+def _all_rows(blocks: list[np.ndarray], width: int, state: Any) -> np.ndarray:
+    """``[n, width]``: every process's blocks of rows in process order, i.e. the task's order."""
+    return np.concatenate([np.zeros((0, width), np.float32), *_gathered(blocks, state)])
 
 
 # ------------------------------------------------------------------------------------------- the loop
@@ -194,13 +181,14 @@ class _TaskImages(torch.utils.data.Dataset):
         return self.transform(self.task.image(i))
 
 
-def _run(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int, num_workers: int,
-         with_source_probs: bool, progress: bool, resumed: int, total: int,
-         on_chunk: Callable[[range, torch.Tensor, torch.Tensor | None], None]) -> dict[str, float]:
-    """Forward every row of ``chunks``, in batches that never straddle two chunks; ``on_chunk`` gets each
-    finished chunk's features (and source probabilities). Returns seconds ``waiting`` for data and in ``forward``."""
-    from tqdm.auto import tqdm
-
+def _forward_chunks(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int, num_workers: int,
+                   with_source_probs: bool, stats: dict[str, float] | None = None,
+                   advance: Callable[[int], Any] = lambda _: None,
+                   ) -> Iterator[tuple[range, np.ndarray, np.ndarray | None]]:
+    """The forward pass over the task's rows, one chunk at a time: yields each chunk with its float32 features
+    ``[len(chunk), d]`` and source probabilities ``[len(chunk), C_s]`` (or ``None``), batches never straddling two
+    chunks. Adds the seconds ``waiting`` for batches and in ``forward`` to ``stats``; ``advance(images)`` after
+    each batch."""
     device = backbone.device
     on_cuda = device.type == "cuda"
     batches = [list(c[i:i + batch_size]) for c in chunks for i in range(0, len(c), batch_size)]
@@ -208,50 +196,37 @@ def _run(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int
         _TaskImages(task, backbone.transform), batch_sampler=batches, num_workers=num_workers if batches else 0,
         pin_memory=on_cuda, persistent_workers=False, prefetch_factor=4 if num_workers and batches else None,
     )
+    stats = stats if stats is not None else {}
     backbone.eval()
     pending = iter(chunks)
     chunk, features, probs, filled = next(pending, None), [], [], 0
-    waiting = forward = 0.0
-    bar = tqdm(total=total, initial=resumed, desc=f"features {backbone.model_id}", unit="img", disable=not progress)
     with torch.inference_mode():
         batches_iter = iter(loader)
         while True:
             t0 = time.perf_counter()
             x = next(batches_iter, None)
             t1 = time.perf_counter()
-            waiting += t1 - t0
+            stats["waiting"] = stats.get("waiting", 0.0) + t1 - t0
             if x is None:
-                break
+                return
             x = x.to(device, non_blocking=on_cuda).contiguous(memory_format=backbone.memory_format)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda):
                 f, logits = backbone.forward(x)
             features.append(f.float().cpu())
             if with_source_probs:
                 probs.append(torch.softmax(logits.float(), dim=-1).cpu())
-            forward += time.perf_counter() - t1
-            bar.update(len(x))
+            stats["forward"] = stats.get("forward", 0.0) + time.perf_counter() - t1
+            advance(len(x))
             filled += len(x)
             if filled == len(chunk):
-                on_chunk(chunk, torch.cat(features), torch.cat(probs) if with_source_probs else None)
+                yield chunk, torch.cat(features).numpy(), torch.cat(probs).numpy() if with_source_probs else None
                 chunk, features, probs, filled = next(pending, None), [], [], 0
-    bar.close()
-    return {"waiting": waiting, "forward": forward}
 
 
-def _gather_rows(local: torch.Tensor, state: Any, *, per_process: int, n: int, width: int) -> np.ndarray:
-    """All processes' contiguous shards, in task order: pad to ``per_process`` rows, gather, drop padding."""
-    if state.num_processes == 1:
-        return local.numpy().astype(np.float32, copy=False)
-    from accelerate.utils import gather
+def _progress(backbone: Backbone, *, total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
 
-    padded = torch.zeros(per_process, width, dtype=torch.float32)
-    padded[: len(local)] = local
-    everything = gather(padded.to(state.device)).cpu()  # [num_processes * per_process, width]
-    parts = []
-    for rank in range(state.num_processes):
-        rows = max(0, min(n, (rank + 1) * per_process) - rank * per_process)
-        parts.append(everything[rank * per_process: rank * per_process + rows])
-    return torch.cat(parts).numpy().astype(np.float32, copy=False)
+    return tqdm(total=total, initial=initial, desc=f"features {backbone.model_id}", unit="img", disable=not enabled)
 
 
 def _partial_state(partial_state_cls: Any) -> Any:
@@ -272,52 +247,3 @@ def default_num_workers(num_processes: int = 1) -> int:
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     return max(0, min(4, cpus // max(1, num_processes) - 1))
-
-
-# ------------------------------------------------------------------------------------------- checkpoints
-
-
-def _checkpoint_dir(path: Path) -> Path:
-    """``<key>.partial/`` next to the cache file ``<key>.safetensors``."""
-    return path.with_suffix(".partial")
-
-
-def _read_checkpoint(folder: Path, chunk: range, *, key: str, d: int, c_source: int | None,
-                     with_source_probs: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """The saved rows of ``chunk`` if a valid checkpoint for ``key`` holds them, else ``None``."""
-    file = folder / f"rows-{chunk.start}-{chunk.stop}.safetensors"
-    if not file.is_file():
-        return None
-    from safetensors import safe_open
-
-    rows = len(chunk)
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            meta = f.metadata() or {}
-            features = f.get_tensor("features")
-            probs = f.get_tensor("source_probs") if with_source_probs else None
-        valid = (meta.get("key") == key and features.dtype == torch.float32 and tuple(features.shape) == (rows, d)
-                 and bool(torch.isfinite(features).all())
-                 and (probs is None or (probs.dtype == torch.float32 and tuple(probs.shape) == (rows, c_source))))
-    except Exception as exc:  # unreadable: written by another version, or damaged on disk
-        valid, meta = False, {"error": f"{type(exc).__name__}: {exc}"}
-    if not valid:
-        logger.warning("Ignoring feature checkpoint %s (%s); recomputing its rows.", file,
-                       meta.get("error", "does not match the request"))
-        return None
-    return features, probs
-
-
-def _write_checkpoint(folder: Path, chunk: range, *, key: str, features: torch.Tensor,
-                      probs: torch.Tensor | None) -> None:
-    """Save one finished chunk atomically; a failure only costs the resume."""
-    from safetensors.torch import save_file
-
-    tensors = {"features": features.contiguous()}
-    if probs is not None:
-        tensors["source_probs"] = probs.contiguous()
-    try:
-        with atomic_path(folder / f"rows-{chunk.start}-{chunk.stop}.safetensors") as tmp:
-            save_file(tensors, tmp, metadata={"key": key, "rows": f"{chunk.start}-{chunk.stop}"})
-    except OSError as exc:
-        logger.warning("Could not write feature checkpoint in %s: %s", folder, exc)
