@@ -13,8 +13,9 @@
    precomputed by ``benchmarks/zoo/build_demo_data.py``), and a ranking plot and a spider chart of
    the top models are written.
 
-:func:`run_demo` works against whatever Hub ``HF_ENDPOINT`` names (tests use theirs); the command
-wraps it in :func:`local_hub`, which serves a Hub from a temporary folder on a free loopback port.
+:func:`run_demo` works against whatever Hub ``HF_ENDPOINT`` names (tests use theirs); the command runs
+:func:`run_local_demo`, which serves a Hub from a temporary folder on a free loopback port and runs the demo
+against it in a fresh process.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from .constants import MICRO_ZOO
-from .errors import HfSpiderError, InvalidArtifactError
+from .errors import HfSpiderError, InvalidArtifactError, InvalidInputError
 
-__all__ = ["DemoResult", "local_hub", "publish_zoo", "render", "rich_steps", "run_demo", "upload_ranker", "upload_task"]
+__all__ = ["DemoResult", "hub_environment", "local_hub", "publish_zoo", "render", "rich_steps", "run_demo",
+           "run_local_demo", "upload_ranker", "upload_task"]
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 ZOO_DIR = MICRO_ZOO
@@ -70,36 +72,116 @@ class DemoResult:
 
 @contextlib.contextmanager
 def local_hub(root: Path | None = None) -> Iterator[str]:
-    """Serve a Hub from ``root`` (default: a temporary folder) and point the Hub clients at it.
+    """Serve a Hub from ``root`` (default: a temporary folder) and point this process's Hub clients at it.
 
-    Sets ``HF_ENDPOINT``, ``HF_TOKEN`` (a fresh write token), ``HF_HOME`` and ``HF_SPIDER_CACHE``
-    (caches under the root, so the demo leaves nothing in the user's) for the duration, and yields
-    the Hub's URL. The Hub clients read ``HF_ENDPOINT`` once, at import: this must run before
-    ``huggingface_hub`` is imported, i.e. in a fresh process.
+    Sets :func:`hub_environment`'s variables for the duration and yields the Hub's URL. timm, transformers,
+    datasets and huggingface_hub read ``HF_ENDPOINT`` and ``HF_HOME`` once, at import: this must run before
+    ``huggingface_hub`` is imported (a script's first lines); :func:`run_local_demo` has no such condition.
     """
+    if "huggingface_hub" in sys.modules:
+        raise HfSpiderError("the local demo Hub must be started before huggingface_hub is imported "
+                            "(or use hf_spider.demo.run_local_demo, which runs in a fresh process)")
+    with _served_hub(root) as env, _environ(env):
+        yield env["HF_ENDPOINT"]
+
+
+@contextlib.contextmanager
+def _served_hub(root: Path | None) -> Iterator[dict[str, str]]:
+    """A Hub served from ``root`` (default: a temporary folder); yields :func:`hub_environment` for it."""
     from .localhub.server import LocalHub
 
-    if "huggingface_hub" in sys.modules:
-        raise HfSpiderError("the local demo Hub must be started before huggingface_hub is imported")
     with contextlib.ExitStack() as stack:
         folder = Path(root) if root is not None else Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="hf_spider-demo-")))
         token = secrets.token_hex(16)
         hub = stack.enter_context(LocalHub(folder / "hub", token=token))
-        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HOME": str(folder / "hf_home"),
-               "HF_SPIDER_CACHE": str(folder / "hf_spider_cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
-               "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-        stack.callback(_restore_environ, {k: os.environ.get(k) for k in env})
-        os.environ.update(env)
-        yield hub.url
+        yield hub_environment(hub.url, token, folder)
 
 
-def _restore_environ(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def hub_environment(url: str, token: str, folder: Path) -> dict[str, str]:
+    """What points the Hub clients at a local Hub: ``HF_ENDPOINT``, ``HF_TOKEN`` (a write token) and caches
+    under ``folder`` (``HF_HOME``, ``HF_SPIDER_CACHE``), so that the demo leaves nothing in the user's."""
+    return {"HF_ENDPOINT": url, "HF_TOKEN": token, "HF_HOME": str(folder / "hf_home"),
+            "HF_SPIDER_CACHE": str(folder / "hf_spider_cache"), "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str] | None = None,
+                   step: Step | None = None) -> DemoResult:
+    """:func:`run_demo` against a Hub served from ``root`` (default: a temporary folder), whatever this process has
+    imported: the demo runs in a fresh process that starts with :func:`hub_environment` (the Hub clients read it
+    at import). ``step`` gets its progress here; its errors are raised here, with their traceback as a note."""
+    import multiprocessing
+
+    step = step or (lambda _description, _total: lambda: None)
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    with _served_hub(root) as env:
+        with _environ(env):  # the child's environment from its first instruction
+            child = context.Process(target=_demo_process, args=(send, Path(out), models))
+            child.start()
+        send.close()
+        advance: Callable[[], None] = lambda: None
+        try:
+            while True:
+                try:
+                    kind, *event = receive.recv()
+                except EOFError:
+                    child.join(10)
+                    raise HfSpiderError(f"the demo process ended without a result (exit code {child.exitcode})"
+                                        ) from None
+                if kind == "step":
+                    advance = step(*event)
+                elif kind == "advance":
+                    advance()
+                elif kind == "done":
+                    return event[0]
+                else:
+                    error, trace = event
+                    error.add_note(f"in the demo process:\n{trace}")
+                    raise error
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+
+
+def _demo_process(send: Any, out: Path, models: Sequence[str] | None) -> None:
+    """:func:`run_local_demo`'s child: runs the demo, sends each step, then the result or the error."""
+    import torch
+
+    torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
+
+    def step(description: str, total: int | None) -> Callable[[], None]:
+        send.send(("step", description, total))
+        return lambda: send.send(("advance",))
+
+    try:
+        send.send(("done", run_demo(out, models=models, step=step)))
+    except Exception as exc:  # every error goes back to the parent, which raises it
+        import traceback
+
+        trace = traceback.format_exc()
+        try:
+            send.send(("error", exc, trace))
+        except Exception:  # an error that cannot be pickled: its message
+            send.send(("error", HfSpiderError(f"{type(exc).__name__}: {exc}"), trace))
+    finally:
+        send.close()
 
 
 def _zoo_names() -> list[str]:
@@ -261,6 +343,8 @@ def run_demo(
     start = time.perf_counter()
     step = step or (lambda _description, _total: lambda: None)
     names = list(models or _zoo_names())
+    if unknown := sorted(set(names) - set(_zoo_names())):
+        raise InvalidInputError(f"not models of the micro zoo: {', '.join(unknown)} (it has {', '.join(_zoo_names())})")
     baseline_id, repos = publish_zoo(names, org=org, advance=step("Publishing the zoo and its embeddings",
                                                                   len(names)))
     step("Uploading the demo task", None)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import PIL.Image
 import pytest
+from conftest import invoke_cli
+from huggingface_hub import HfApi
 from rich.console import Console
 
 from hf_spider.backbones import load_backbone
-from hf_spider.demo import DEMO_DATA, RANKER_DIR, ZOO_DIR, publish_zoo, render, run_demo
+from hf_spider.demo import DEMO_DATA, RANKER_DIR, ZOO_DIR, publish_zoo, render, run_demo, run_local_demo
+from hf_spider.errors import HfSpiderError
 from hf_spider.formats.embedding import parse_embedding
 from hf_spider.hub.embeddings import fetch_embedding
 from hf_spider.ranking import METHODS
@@ -85,15 +87,26 @@ def test_demo_publishes_truthful_metadata_and_reuses_what_is_there(demo, api):
     assert {r: len(api.list_repo_commits(r)) for r in repos} == before  # everything was already there
 
 
-def test_demo_command_serves_its_own_hub_and_prints_json(tmp_path):
-    out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "hf_spider.cli", "demo", "--json", "--out", str(out),
-                             "--model", "resnet10-wide-clipart", "--model", "vit-wesnoth"],
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr
+def test_demo_command_serves_its_own_hub_and_prints_json(tmp_path, hub):
+    # in process: huggingface_hub, timm and datasets are imported and point at the session's Hub; the demo's
+    # fresh process uses its own Hub, under --root
+    assert "huggingface_hub" in sys.modules
+    out, root = tmp_path / "out", tmp_path / "root"
+    result = invoke_cli("demo", "--json", "--out", str(out), "--root", str(root),
+                        "--model", "resnet10-wide-clipart", "--model", "vit-wesnoth")
+    assert result.exit_code == 0, result.exception
     report = json.loads(result.stdout)
     ranking = report["selections"]["embedder"]["ranking"]
     assert sorted(r["repo_id"] for r in ranking) == [f"hf-spider-demo/{m}" for m in ("resnet10-wide-clipart",
                                                                                      "vit-wesnoth")]
     assert report["selections"]["embedder"]["forward_passes"] == 2
     assert sorted(p.name for p in out.iterdir()) == ["demo.json", "ranking.png", "spider.png"]
+    published = {p.name for p in (root / "hub" / "repos" / "models" / "hf-spider-demo").iterdir()}
+    assert {"resnet10-wide-clipart", "vit-wesnoth", "resnet18-all-mix"} <= published
+    assert not list(HfApi(endpoint=hub.url).list_models(author="hf-spider-demo"))  # nothing on the session's Hub
+
+
+def test_a_demo_error_is_raised_here_with_the_demo_process_traceback(tmp_path):
+    with pytest.raises(HfSpiderError, match="unknown-model") as caught:
+        run_local_demo(tmp_path / "out", root=tmp_path / "root", models=["unknown-model"])
+    assert any("in the demo process" in note and "Traceback" in note for note in caught.value.__notes__)

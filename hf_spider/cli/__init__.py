@@ -65,7 +65,6 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False,
     timeout: Annotated[float | None, typer.Option(
         envvar="HF_SPIDER_TIMEOUT", help="Seconds without an answer before a call to the Hub fails (default 30).",
@@ -76,8 +75,7 @@ def _root(
     ] = None,
 ) -> None:
     _state.update(verbose=verbose, timeout_option=timeout)
-    if ctx.invoked_subcommand != "demo":  # the demo points the Hub clients at its own Hub before importing them
-        _configure_hub_client()
+    _configure_hub_client()
 
 
 def _configure_hub_client() -> None:
@@ -605,20 +603,15 @@ def demo(
     json_output: JsonOutput = False,
 ) -> None:
     """The whole idea in a few minutes: publish the micro zoo to a local Hub and rank it for a small task."""
-    import torch
+    from ..demo import render, rich_steps, run_local_demo
 
-    from ..demo import local_hub, render, rich_steps, run_demo
-
-    torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
-    with local_hub(root) as url:
-        _configure_hub_client()
-        if json_output:
-            console.print_json(data=run_demo(out, models=model).to_json())
-            return
-        console.print(f"A local Hub serves at {url}; hf_spider talks to it as it would to huggingface.co.")
-        with rich_steps(console) as step:
-            result = run_demo(out, models=model, step=step)
-        render(result, console)
+    if json_output:
+        console.print_json(data=run_local_demo(out, root=root, models=model).to_json())
+        return
+    console.print("A local Hub serves the demo; hf_spider talks to it as it would to huggingface.co.")
+    with rich_steps(console) as step:
+        result = run_local_demo(out, root=root, models=model, step=step)
+    render(result, console)
 
 
 @app.command()
