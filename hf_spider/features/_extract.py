@@ -182,13 +182,12 @@ class _TaskImages(torch.utils.data.Dataset):
 
 
 def _forward_chunks(backbone: Backbone, task: Task, chunks: list[range], *, batch_size: int, num_workers: int,
-                   with_source_probs: bool, stats: dict[str, float] | None = None,
-                   advance: Callable[[int], Any] = lambda _: None,
+                   with_source_probs: bool, stats: dict[str, float], advance: Callable[[int], Any],
                    ) -> Iterator[tuple[range, np.ndarray, np.ndarray | None]]:
     """The forward pass over the task's rows, one chunk at a time: yields each chunk with its float32 features
     ``[len(chunk), d]`` and source probabilities ``[len(chunk), C_s]`` (or ``None``), batches never straddling two
-    chunks. Adds the seconds ``waiting`` for batches and in ``forward`` to ``stats``; ``advance(images)`` after
-    each batch."""
+    chunks. Adds the seconds ``waiting`` for batches and in ``forward`` to those keys of ``stats``;
+    ``advance(images)`` after each batch."""
     device = backbone.device
     on_cuda = device.type == "cuda"
     batches = [list(c[i:i + batch_size]) for c in chunks for i in range(0, len(c), batch_size)]
@@ -196,7 +195,6 @@ def _forward_chunks(backbone: Backbone, task: Task, chunks: list[range], *, batc
         _TaskImages(task, backbone.transform), batch_sampler=batches, num_workers=num_workers if batches else 0,
         pin_memory=on_cuda, persistent_workers=False, prefetch_factor=4 if num_workers and batches else None,
     )
-    stats = stats if stats is not None else {}
     backbone.eval()
     pending = iter(chunks)
     chunk, features, probs, filled = next(pending, None), [], [], 0
@@ -206,7 +204,7 @@ def _forward_chunks(backbone: Backbone, task: Task, chunks: list[range], *, batc
             t0 = time.perf_counter()
             x = next(batches_iter, None)
             t1 = time.perf_counter()
-            stats["waiting"] = stats.get("waiting", 0.0) + t1 - t0
+            stats["waiting"] += t1 - t0
             if x is None:
                 return
             x = x.to(device, non_blocking=on_cuda).contiguous(memory_format=backbone.memory_format)
@@ -215,7 +213,7 @@ def _forward_chunks(backbone: Backbone, task: Task, chunks: list[range], *, batc
             features.append(f.float().cpu())
             if with_source_probs:
                 probs.append(torch.softmax(logits.float(), dim=-1).cpu())
-            stats["forward"] = stats.get("forward", 0.0) + time.perf_counter() - t1
+            stats["forward"] += time.perf_counter() - t1
             advance(len(x))
             filled += len(x)
             if filled == len(chunk):
