@@ -124,7 +124,8 @@ def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str]
                    step: Step | None = None) -> DemoResult:
     """:func:`run_demo` against a Hub served from ``root`` (default: a temporary folder), whatever this process has
     imported: the demo runs in a fresh process that starts with :func:`hub_environment` (the Hub clients read it
-    at import). ``step`` gets its progress here; its errors are raised here, with their traceback as a note."""
+    at import). ``step`` gets its progress here; its errors are raised here, with their traceback as a note. As with
+    every spawned process, a script calling it needs the ``if __name__ == "__main__":`` guard."""
     import multiprocessing
 
     step = step or (lambda _description, _total: lambda: None)
@@ -162,8 +163,12 @@ def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str]
 
 def _demo_process(send: Any, out: Path, models: Sequence[str] | None) -> None:
     """:func:`run_local_demo`'s child: runs the demo, sends each step, then the result or the error."""
+    import multiprocessing
+
     import torch
 
+    # the platform's default start method again (a spawned process inherits "spawn"): DataLoader workers fork
+    multiprocessing.set_start_method(multiprocessing.get_all_start_methods()[0], force=True)
     torch.set_num_threads(1)  # tiny tensors: as fast on one thread, and no OpenMP spin-waits on a shared CPU (10x)
 
     def step(description: str, total: int | None) -> Callable[[], None]:
