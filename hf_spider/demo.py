@@ -38,7 +38,7 @@ import numpy as np
 from .constants import MICRO_ZOO
 from .errors import HfSpiderError, InvalidArtifactError, InvalidInputError
 
-__all__ = ["DemoResult", "hub_environment", "local_hub", "publish_zoo", "render", "rich_steps", "run_demo",
+__all__ = ["DemoResult", "local_hub", "publish_zoo", "render", "rich_steps", "run_demo",
            "run_local_demo", "upload_ranker", "upload_task"]
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
@@ -74,7 +74,8 @@ class DemoResult:
 def local_hub(root: Path | None = None) -> Iterator[str]:
     """Serve a Hub from ``root`` (default: a temporary folder) and point this process's Hub clients at it.
 
-    Sets :func:`hub_environment`'s variables for the duration and yields the Hub's URL. timm, transformers,
+    Sets ``HF_ENDPOINT``, ``HF_TOKEN`` (a write token) and caches under ``root`` (``HF_HOME``,
+    ``HF_SPIDER_CACHE``) for the duration and yields the Hub's URL. timm, transformers,
     datasets and huggingface_hub read ``HF_ENDPOINT`` and ``HF_HOME`` once, at import: this must run before
     ``huggingface_hub`` is imported (a script's first lines); :func:`run_local_demo` has no such condition.
     """
@@ -87,7 +88,7 @@ def local_hub(root: Path | None = None) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _served_hub(root: Path | None) -> Iterator[dict[str, str]]:
-    """A Hub served from ``root`` (default: a temporary folder); yields :func:`hub_environment` for it."""
+    """A Hub served from ``root`` (default: a temporary folder); yields :func:`_hub_environment` for it."""
     from .localhub.server import LocalHub
 
     with contextlib.ExitStack() as stack:
@@ -95,10 +96,10 @@ def _served_hub(root: Path | None) -> Iterator[dict[str, str]]:
             tempfile.TemporaryDirectory(prefix="hf_spider-demo-")))
         token = secrets.token_hex(16)
         hub = stack.enter_context(LocalHub(folder / "hub", token=token))
-        yield hub_environment(hub.url, token, folder)
+        yield _hub_environment(hub.url, token, folder)
 
 
-def hub_environment(url: str, token: str, folder: Path) -> dict[str, str]:
+def _hub_environment(url: str, token: str, folder: Path) -> dict[str, str]:
     """What points the Hub clients at a local Hub: ``HF_ENDPOINT``, ``HF_TOKEN`` (a write token) and caches
     under ``folder`` (``HF_HOME``, ``HF_SPIDER_CACHE``), so that the demo leaves nothing in the user's."""
     return {"HF_ENDPOINT": url, "HF_TOKEN": token, "HF_HOME": str(folder / "hf_home"),
@@ -123,7 +124,7 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str] | None = None,
                    step: Step | None = None) -> DemoResult:
     """:func:`run_demo` against a Hub served from ``root`` (default: a temporary folder), whatever this process has
-    imported: the demo runs in a fresh process that starts with :func:`hub_environment` (the Hub clients read it
+    imported: the demo runs in a fresh process whose environment points at that Hub from the start (the clients read it
     at import). ``step`` gets its progress here; its errors are raised here, with their traceback as a note. As with
     every spawned process, a script calling it needs the ``if __name__ == "__main__":`` guard."""
     import multiprocessing

@@ -145,7 +145,7 @@ class FeatureCache:
         """The result named ``key`` of ``model`` on ``task`` (a hit: no forward pass), or ``None``."""
         path = self.path(key)
         arrays = _read_arrays(path, key=key, task=task, d=model.feature_dim, c_source=model.num_source_classes,
-                              with_source_probs=with_source_probs, whole=True)
+                              with_source_probs=with_source_probs)
         if arrays is None:
             return None
         features, probs, meta = arrays
@@ -160,8 +160,6 @@ class FeatureCache:
     def save(self, key: str, backbone: Backbone, task: Task, features: np.ndarray, probs: np.ndarray | None, *,
              seconds: float) -> None:
         """Store a finished result under ``key`` and drop its checkpoints."""
-        from safetensors.numpy import save_file
-
         tensors = {"features": np.ascontiguousarray(features, dtype=np.float32),
                    "labels": np.ascontiguousarray(task.labels)}
         if probs is not None:
@@ -172,12 +170,7 @@ class FeatureCache:
             "n": str(features.shape[0]), "d": str(features.shape[1]), "hf_spider_version": __version__,
             "seconds": f"{seconds:.3f}",
         }
-        path = self.path(key)
-        try:
-            with atomic_path(path) as tmp:
-                save_file(tensors, tmp, metadata=metadata)
-        except OSError as exc:
-            logger.warning("Could not write feature cache %s: %s", path, exc)
+        _save(self.path(key), tensors, metadata, what="cache")
         self.drop_checkpoints(key)
 
     def load_checkpoint(self, key: str, rows: range, model: Backbone, *,
@@ -189,17 +182,11 @@ class FeatureCache:
 
     def save_checkpoint(self, key: str, rows: range, features: np.ndarray, probs: np.ndarray | None) -> None:
         """Save the finished ``rows`` of an extraction, so that a killed run resumes after them."""
-        from safetensors.numpy import save_file
-
         tensors = {"features": np.ascontiguousarray(features)}
         if probs is not None:
             tensors["source_probs"] = np.ascontiguousarray(probs)
-        path = self._checkpoint(key, rows)
-        try:
-            with atomic_path(path) as tmp:
-                save_file(tensors, tmp, metadata={"key": key, "rows": f"{rows.start}-{rows.stop}"})
-        except OSError as exc:
-            logger.warning("Could not write feature checkpoint %s: %s", path, exc)
+        _save(self._checkpoint(key, rows), tensors, {"key": key, "rows": f"{rows.start}-{rows.stop}"},
+              what="checkpoint")
 
     def drop_checkpoints(self, key: str) -> None:
         shutil.rmtree(self.path(key).with_suffix(".partial"), ignore_errors=True)
@@ -226,15 +213,16 @@ class FeatureCache:
 
 
 def _read_arrays(path: Path, *, key: str, d: int, c_source: int | None, with_source_probs: bool,
-                 task: Task | None = None, rows: int | None = None, whole: bool = False,
+                 task: Task | None = None, rows: int | None = None,
                  ) -> tuple[np.ndarray, np.ndarray | None, dict[str, str]] | None:
     """Features, source probabilities and metadata of ``path`` if it holds what ``key`` names: finite float32
     ``[rows, d]`` features and, with ``with_source_probs``, ``[rows, c_source]`` probabilities; a whole result
-    (``whole``) also the task's labels and fingerprint. ``None`` (and a warning) otherwise."""
+    (given its ``task``) also the task's labels and fingerprint. ``None`` (and a warning) otherwise."""
     if not path.is_file():
         return None
     from safetensors import safe_open
 
+    whole = task is not None
     rows = len(task) if whole else rows
     try:
         with safe_open(str(path), framework="np") as f:
@@ -267,3 +255,14 @@ def _read_arrays(path: Path, *, key: str, d: int, c_source: int | None, with_sou
                        "; ".join(problems))
         return None
     return features, probs, meta
+
+
+def _save(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], *, what: str) -> None:
+    """Write a safetensors file atomically; a failure is a warning (it only costs recomputing)."""
+    from safetensors.numpy import save_file
+
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+    except OSError as exc:
+        logger.warning("Could not write feature %s %s: %s", what, path, exc)
