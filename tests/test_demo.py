@@ -11,6 +11,7 @@ import pytest
 from conftest import invoke_cli
 from huggingface_hub import HfApi
 from rich.console import Console
+from scipy import stats
 
 from hf_spider.backbones import load_backbone
 from hf_spider.demo import DEMO_DATA, RANKER_DIR, ZOO_DIR, publish_zoo, render, run_demo, run_local_demo
@@ -45,7 +46,10 @@ def test_demo_ranks_the_zoo_and_compares_with_the_ground_truth(demo):
     gt = [truth[r.split("/")[1]] for r in order]
     assert result.metrics["embedder"]["regret_top1"] == pytest.approx(100 * (max(gt) - gt[0]))
     assert result.metrics["embedder"]["regret_top3"] == pytest.approx(100 * (max(gt) - max(gt[:3])))
-    assert -1 <= result.metrics["embedder"]["tau_sfda"] <= 1
+    position = -np.arange(len(order), dtype=float)  # the final order as scores: first = highest
+    assert result.metrics["embedder"]["tau_sfda"] == pytest.approx(stats.weightedtau(gt, position).statistic)
+    assert result.metrics["embedder"]["tau_spider"] == pytest.approx(
+        stats.weightedtau(gt, position, rank=None).statistic)
     ranking_steps = [name for name, _ in steps if name.startswith("Ranking: ")]
     assert steps[0] == ("Publishing the zoo and its embeddings", 5) and len(steps) == 3 + len(ranking_steps)
     assert len(ranking_steps) == (len(METHODS) if (RANKER_DIR / "model.safetensors").exists() else 1)
