@@ -18,12 +18,10 @@ of w [N, C], i.e. over the C outputs of one baseline feature i, maximised over t
 **decision:** the constraint is relaxed to the ball ‖wᵀ‖₁ ≤ 1 and enforced after every SGD step by
 the direction-preserving rescale w ← w / max(1, ‖wᵀ‖₁). For γ > 0 it is active at the optimum (else
 shrinking v and growing w would lower γ‖v‖₁ at equal loss); unlike renormalising to exactly 1 it
-accepts a zero head at the start. Clipping each row separately instead lets all N rows reach norm 1,
-and held-out accuracy at small γ fell to near chance (0.20, chance 0.16) in our tests.
+accepts a zero head at the start (clipping each row separately fails: ``docs/embedder.md``).
 
 Optimisation (paper §5.1): SGD, batch 128, lr 0.1, momentum 0.9, weight decay 5e-4 on w and b but
-not on v', 60 epochs, lr ÷10 every 15. **decisions:** lr 0.01 for regression (at 0.1 the squared
-error left held-out R² ≈ 0.5 on a near-noiseless linear target, n = 2000, N = 512; 1.0 at 0.01);
+not on v', 60 epochs, lr ÷10 every 15. **decisions:** lr 0.01 for regression (``docs/embedder.md``);
 initialisation v' = 6τ (v ≈ 0.998, all features in, as for model embeddings) and a zero head
 w = 0, b = 0, so v receives no gradient from a random head before the head has learned; a seeded
 ``torch.Generator`` draws the split and the batches.

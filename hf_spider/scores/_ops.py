@@ -5,10 +5,9 @@ scores within their time budget on small machines: the Gram matrix uses numpy's 
 (half the flops of a general product) and :func:`eigh_project` avoids forming all
 eigenvectors. On CUDA the plain torch calls are used.
 
-BLAS threading is left to the library defaults: on an idle 2-core machine two threads take LogME
-at n = 10,000, d = 2,048 from 1.6 s to 1.1 s. (On oversubscribed vCPUs, OpenBLAS threads spinning
-can make the tridiagonal reduction far slower; limit them with ``threadpoolctl`` or
-``OPENBLAS_NUM_THREADS=1`` there.)
+BLAS threading is left to the library defaults, which are fastest on an idle machine. (On
+oversubscribed vCPUs, OpenBLAS threads spinning can make the tridiagonal reduction far slower; limit
+them with ``threadpoolctl`` or ``OPENBLAS_NUM_THREADS=1`` there.)
 """
 
 from __future__ import annotations
