@@ -1,7 +1,7 @@
 """Loading a ranker from the Hub as untrusted input: safetensors only, config and tensors validated.
 
 ``huggingface_hub``'s mixin loader would read any config and fall back to a pickled ``pytorch_model.bin``;
-:func:`load_ranker`, which ``SpiderRanker.from_pretrained`` calls, never does. It checks the files' announced
+:func:`load_ranker`, the mixin hook ``SpiderRanker._from_pretrained``, never does. It checks the files' announced
 sizes before downloading them, reads ``config.json`` (bounded size, known keys, sane types and sizes), sizes the
 ranker it describes without allocating it, then builds it and loads ``model.safetensors`` strictly (every tensor
 present, no extra ones, shapes equal, values finite).

@@ -105,15 +105,23 @@ class SpiderRanker(nn.Module, PyTorchModelHubMixin, library_name="hf_spider",
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, revision: str | None = None,
                         **kwargs: Any) -> SpiderRanker:
-        """Load a ranker as untrusted input, from a Hub repo id or a folder: safetensors only, the config bounded
-        and validated, the model sized before it is built (:func:`hf_spider.spider.hub.load_ranker`). The
-        mixin's own loader would read any config and fall back to a pickled ``pytorch_model.bin``."""
-        from .hub import load_ranker
-
+        """Load a ranker as untrusted input, from a Hub repo id or a folder: :meth:`_from_pretrained`. Unlike the
+        mixin's own ``from_pretrained``, nothing is read before it: the mixin would download and parse
+        ``config.json`` whatever its size."""
         if kwargs:
             raise InvalidInputError(f"SpiderRanker.from_pretrained takes a repo id or folder and revision, not "
                                     f"{sorted(kwargs)}: token and cache come from huggingface_hub's settings")
-        return load_ranker(str(pretrained_model_name_or_path), revision=revision)
+        return cls._from_pretrained(model_id=str(pretrained_model_name_or_path), revision=revision)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, **ignored: Any) -> SpiderRanker:
+        """The mixin's loading hook, and the only one: safetensors only, the config bounded and validated, the
+        model sized before it is built (:func:`hf_spider.spider.hub.load_ranker`). The mixin's default would
+        build the model from any config and fall back to a pickled ``pytorch_model.bin``; the settings it
+        passes (``config`` values, cache and download options) are not used."""
+        from .hub import load_ranker
+
+        return load_ranker(model_id, revision=revision)
 
     def generate_model_card(self, *args, **kwargs):
         """The card of the card template ``spider_ranker.md``, with the training report when there is one."""
