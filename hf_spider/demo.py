@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import secrets
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -127,8 +129,6 @@ def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str]
     imported: the demo runs in a fresh process whose environment points at that Hub from the start (the clients read it
     at import). ``step`` gets its progress here; its errors are raised here, with their traceback as a note. As with
     every spawned process, a script calling it needs the ``if __name__ == "__main__":`` guard."""
-    import multiprocessing
-
     step = step or (lambda _description, _total: lambda: None)
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
@@ -164,8 +164,6 @@ def run_local_demo(out: Path, *, root: Path | None = None, models: Sequence[str]
 
 def _demo_process(send: Any, out: Path, models: Sequence[str] | None) -> None:
     """:func:`run_local_demo`'s child: runs the demo, sends each step, then the result or the error."""
-    import multiprocessing
-
     import torch
 
     # the platform's default start method again (a spawned process inherits "spawn"): DataLoader workers fork
@@ -179,8 +177,6 @@ def _demo_process(send: Any, out: Path, models: Sequence[str] | None) -> None:
     try:
         send.send(("done", run_demo(out, models=models, step=step)))
     except Exception as exc:  # every error goes back to the parent, which raises it
-        import traceback
-
         trace = traceback.format_exc()
         try:
             send.send(("error", exc, trace))
